@@ -1,0 +1,43 @@
+# hefsweep: everything installs from nothing into .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO   := data/demo/.stamp
+
+.PHONY: install sweep test test-fast bench clean-stores train-demo
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned: a CPU wheel; an unpinned resolve would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+$(DEMO): $(STAMP)
+	$(BIN)/hefsweep demo-data --out data/demo
+	@touch $(DEMO)
+
+## The main job: a demo sweep on the embedded ONNX Runtime backend, tracked in mlruns/.
+sweep: $(STAMP) $(DEMO)
+	$(BIN)/hefsweep sweep search_spaces/demo.yaml
+
+## The test suite (unit + end-to-end).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP) $(DEMO)
+	$(BIN)/python bench/trial_cost.py
+
+## Re-train the shipped demo checkpoint (about 10 minutes on 2 cores).
+train-demo: $(STAMP)
+	$(BIN)/python scripts/train_demo.py --out assets/demo_convtasnet.pt
+
+clean-stores:
+	rm -rf mlruns/mlflow.db mlruns/optuna.db mlruns/artifacts mlruns/cache

@@ -1,0 +1,57 @@
+"""Entry points that run inside isolated child processes (see :mod:`harness.isolation`).
+
+Each takes a backend name, plain paths and dataclasses, constructs the backend in the child, and writes its
+results into the given working directory. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harness.backends import Compiled, Optimized, OverrideSet, QuantSettings, Translated, get_backend
+
+__all__ = ["compile_", "emulate", "optimize", "translate"]
+
+
+class NonFiniteOutput(ArithmeticError):
+    """The emulated model produced NaN or Inf."""
+
+
+def translate(backend: str, onnx_path: Path, workdir: Path) -> Translated:
+    """``Backend.translate`` in a child."""
+    return get_backend(backend).translate(onnx_path, workdir)
+
+
+def optimize(
+    backend: str,
+    translated: Translated,
+    calibration_npy: Path,
+    overrides: OverrideSet,
+    settings: QuantSettings,
+    workdir: Path,
+    reuse_dir: Path | None,
+) -> Optimized:
+    """``Backend.optimize`` in a child; calibration is read from an ``.npy`` file ``[n,1,1,W]``."""
+    data = np.load(calibration_npy)
+    return get_backend(backend).optimize(translated, data, overrides, settings, workdir, reuse_dir=reuse_dir)
+
+
+def compile_(backend: str, optimized: Optimized, workdir: Path) -> Compiled:
+    """``Backend.compile`` in a child."""
+    return get_backend(backend).compile(optimized, workdir)
+
+
+def emulate(backend: str, optimized: Optimized, inputs_npy: Path, out_npy: Path) -> tuple[int, ...]:
+    """``Backend.emulate`` in a child; writes outputs to ``out_npy`` and returns their shape.
+
+    Raises:
+        NonFiniteOutput: the outputs contain NaN or Inf.
+    """
+    out = get_backend(backend).emulate(optimized, np.load(inputs_npy))
+    bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+    if bad:
+        raise NonFiniteOutput(f"{bad} non-finite values in the emulated outputs of shape {tuple(out.shape)}")
+    np.save(out_npy, out.astype(np.float32))
+    return tuple(out.shape)

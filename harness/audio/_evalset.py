@@ -1,0 +1,158 @@
+"""Evaluation sets in the LibriMix layout: ``mixture/`` plus optional ``s1/``, ``s2/`` ... references."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.audio._calibration import canonical_json
+from harness.audio._fill import fit_length
+from harness.audio._io import file_sha256, list_audio, read_audio
+from harness.errors import AudioError
+
+__all__ = ["EvalSet", "load_eval_set"]
+
+_SOURCE_DIR = re.compile(r"s(\d+)")
+
+
+@dataclass(frozen=True, eq=False)
+class EvalSet:
+    """Mixtures (and optionally their reference sources) fitted to the model width.
+
+    Attributes:
+        names: File names of the mixtures, sorted; row ``i`` of every array belongs to ``names[i]``.
+        mixtures: float32 ``[n, W]``, read-only.
+        sources: float32 ``[n, n_src, W]`` (read-only), or ``None`` when the folder has no ``s*``
+            folders (then only float-vs-quantized comparisons are possible).
+        lengths: Real (non-padding) samples in each row: ``min(file length, W)``. Scoring can
+            trim rows to these lengths so that zero padding does not count.
+        key: SHA-256 hex digest over the width, the file names and the files' SHA-256 digests.
+    """
+
+    names: tuple[str, ...]
+    mixtures: np.ndarray
+    sources: np.ndarray | None
+    lengths: tuple[int, ...]
+    key: str
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def load_eval_set(
+    folder: str | os.PathLike[str],
+    *,
+    sample_rate: int,
+    width: int,
+    n_src: int,
+    limit: int | None = None,
+) -> EvalSet:
+    """Load a LibriMix-like evaluation folder.
+
+    Layout: ``folder/mixture/<name>.wav`` and, optionally, ``folder/s1/<name>.wav`` ...
+    ``folder/s<n_src>/<name>.wav`` with the same file names (``.flac`` works too). Each signal is
+    fitted to ``W`` with :func:`~harness.audio.fit_length` and policy ``"pad"`` (centre crop when
+    longer, zeros appended when shorter); a mixture and its sources have the same length, so they
+    get the same transform and stay aligned.
+
+    Args:
+        folder: The evaluation folder.
+        sample_rate: The model's sample rate in Hz; every file must have it.
+        width: The model input width ``W`` in samples.
+        n_src: Number of sources the model separates; the number of ``s*`` folders, if any.
+        limit: Use only the first ``limit`` mixtures (by name).
+
+    Returns:
+        The evaluation set.
+
+    Raises:
+        ValueError: Non-positive ``width``, ``n_src`` or ``limit``.
+        AudioError: The folder or ``mixture/`` is missing or empty, the ``s*`` folders are not
+            ``s1``..``s<n_src>``, a source file is missing or its length differs from its mixture,
+            or any file is unusable (see :func:`~harness.audio.read_audio`).
+    """
+    for name, value in (("sample_rate", sample_rate), ("width", width), ("n_src", n_src)):
+        if value < 1:
+            raise ValueError(f"{name}={value}: expected >= 1")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit={limit}: expected >= 1 or None")
+    root = Path(folder)
+    if not root.is_dir():
+        seen = "not a folder" if root.exists() else "no such folder"
+        raise AudioError(root, seen, "an evaluation folder with mixture/ (and optional s1/..sN/)")
+    mix_dir = root / "mixture"
+    if not mix_dir.is_dir():
+        raise AudioError(mix_dir, "no such folder", "mixture/ holding the mixtures (LibriMix layout)")
+    source_dirs = _source_dirs(root, n_src)
+
+    mix_files = list_audio(mix_dir)
+    if limit is not None:
+        mix_files = mix_files[:limit]
+
+    names: list[str] = []
+    mixtures: list[np.ndarray] = []
+    sources: list[np.ndarray] = []
+    lengths: list[int] = []
+    identity: list[list[object]] = []
+    for mix_path in mix_files:
+        mix = read_audio(mix_path, sample_rate)
+        hashes = [file_sha256(mix_path)]
+        refs = []
+        for src_dir in source_dirs:
+            src_path = src_dir / mix_path.name
+            if not src_path.is_file():
+                raise AudioError(
+                    src_path,
+                    f"missing (mixture/{mix_path.name} has no {src_dir.name}/ file)",
+                    f"one file per mixture in each of {', '.join(d.name + '/' for d in source_dirs)}",
+                )
+            ref = read_audio(src_path, sample_rate)
+            if ref.shape[0] != mix.shape[0]:
+                raise AudioError(
+                    src_path,
+                    f"{ref.shape[0]} samples",
+                    f"{mix.shape[0]} samples like mixture/{mix_path.name}",
+                )
+            refs.append(fit_length(ref, width, "pad"))
+            hashes.append(file_sha256(src_path))
+        names.append(mix_path.name)
+        mixtures.append(fit_length(mix, width, "pad"))
+        lengths.append(min(mix.shape[0], width))
+        if refs:
+            sources.append(np.stack(refs))
+        identity.append([mix_path.name, hashes])
+
+    mix_arr = np.stack(mixtures).astype(np.float32, copy=False)
+    mix_arr.flags.writeable = False
+    src_arr: np.ndarray | None = None
+    if source_dirs:
+        src_arr = np.stack(sources).astype(np.float32, copy=False)
+        src_arr.flags.writeable = False
+    key_doc = {"sample_rate": sample_rate, "width": width, "n_src": n_src, "files": identity}
+    key = hashlib.sha256(canonical_json(key_doc).encode("ascii")).hexdigest()
+    return EvalSet(names=tuple(names), mixtures=mix_arr, sources=src_arr, lengths=tuple(lengths), key=key)
+
+
+def _source_dirs(root: Path, n_src: int) -> list[Path]:
+    """Return ``[s1, .., s<n_src>]`` under ``root``, or ``[]`` when there is no ``s<digits>`` folder."""
+    found = sorted(
+        (int(m.group(1)), p)
+        for p in root.iterdir()
+        if p.is_dir() and (m := _SOURCE_DIR.fullmatch(p.name)) is not None
+    )
+    if not found:
+        return []
+    seen = [p.name for _, p in found]
+    expected = [f"s{k}" for k in range(1, n_src + 1)]
+    if seen != expected:
+        raise AudioError(
+            root,
+            f"{len(seen)} source folders ({', '.join(seen)})",
+            f"{n_src} ({', '.join(expected)}) for n_src={n_src}, or none",
+        )
+    return [root / name for name in expected]

@@ -1,0 +1,185 @@
+"""Reading audio files and folders, with one-line errors for every way a file can be unusable."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from harness.errors import AudioError
+
+__all__ = ["AUDIO_SUFFIXES", "SILENCE_PEAK", "file_sha256", "list_audio", "read_audio"]
+
+#: File name endings (compared case-insensitively) that :func:`list_audio` picks up.
+AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".flac")
+
+#: A file whose absolute peak is below this is rejected as silent (about -120 dBFS; a PCM_16 file
+#: is below it only when every sample is exactly zero).
+SILENCE_PEAK = 1e-6
+
+_FORMATS = ("WAV", "WAVEX", "FLAC")
+
+
+def read_audio(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
+    """Read a mono WAV or FLAC file at the model's sample rate.
+
+    Args:
+        path: The file to read.
+        sample_rate: The rate the model expects, in Hz. Files are never resampled.
+
+    Returns:
+        The samples as a float32 array of shape ``[n_samples]``, in ``[-1, 1]`` for PCM files.
+
+    Raises:
+        AudioError: The file is missing, empty, unreadable (corrupt, truncated header or samples,
+            not WAV/FLAC), has no frames, more than one channel, another sample rate, NaN/Inf
+            samples, or is silent (peak below :data:`SILENCE_PEAK`).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(p, "no such file", "an existing WAV or FLAC file")
+    if p.is_dir():
+        raise AudioError(p, "a folder", "a WAV or FLAC file")
+    if p.stat().st_size == 0:
+        raise AudioError(p, "empty file (0 bytes)", "a WAV or FLAC file")
+    try:
+        info = sf.info(str(p))
+    except (sf.SoundFileError, RuntimeError) as exc:
+        raise AudioError(p, f"unreadable ({exc})", "a WAV or FLAC file readable by libsndfile") from exc
+    if info.format not in _FORMATS:
+        raise AudioError(p, f"format {info.format}", "WAV or FLAC")
+    if info.format in ("WAV", "WAVEX"):
+        _check_wav_complete(p)
+    if info.frames == 0:
+        raise AudioError(p, "0 frames", "at least 1 sample")
+    if info.channels != 1:
+        raise AudioError(
+            p, f"{info.channels} channels", "mono", hint="downmix it first, e.g. sox in.wav -c 1 out.wav"
+        )
+    if info.samplerate != sample_rate:
+        raise AudioError(
+            p,
+            f"{info.samplerate} Hz",
+            f"{sample_rate} Hz (the model's rate)",
+            hint=f"resample it, e.g. sox in.wav -r {sample_rate} out.wav",
+        )
+    try:
+        data, _ = sf.read(str(p), dtype="float32", always_2d=False)
+    except (sf.SoundFileError, RuntimeError) as exc:
+        raise AudioError(p, f"unreadable samples ({exc})", "a complete, uncorrupted file") from exc
+    data = np.ascontiguousarray(data, dtype=np.float32).reshape(-1)
+    if data.size != info.frames:
+        raise AudioError(p, f"{data.size} readable frames of {info.frames} declared", "a complete file")
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = int(data.size - np.count_nonzero(finite))
+        first = int(np.argmin(finite))
+        raise AudioError(p, f"{bad} NaN/Inf samples (first at sample {first})", "finite samples")
+    peak = float(np.max(np.abs(data)))
+    if peak < SILENCE_PEAK:
+        raise AudioError(p, f"silent (peak {peak:.3g})", f"a peak of at least {SILENCE_PEAK:g}")
+    return data
+
+
+def list_audio(folder: str | os.PathLike[str]) -> list[Path]:
+    """List the audio files of a folder (not recursive).
+
+    Files whose names end in ``.wav`` or ``.flac`` (any case) are returned; names starting with a
+    dot (e.g. macOS ``._x.wav`` resource forks) are ignored.
+
+    Args:
+        folder: The folder to list.
+
+    Returns:
+        The files, sorted by name.
+
+    Raises:
+        AudioError: The folder is missing, is not a folder, or holds no audio files.
+    """
+    p = Path(folder)
+    if not p.exists():
+        raise AudioError(p, "no such folder", "a folder of .wav/.flac files")
+    if not p.is_dir():
+        raise AudioError(p, "not a folder", "a folder of .wav/.flac files")
+    entries = list(p.iterdir())
+    files = sorted(
+        (
+            e
+            for e in entries
+            if e.suffix.lower() in AUDIO_SUFFIXES and not e.name.startswith(".") and e.is_file()
+        ),
+        key=lambda e: e.name,
+    )
+    if not files:
+        raise AudioError(p, f"no .wav or .flac files ({len(entries)} other entries)", "at least one audio file")
+    return files
+
+
+def _check_wav_complete(path: Path) -> None:
+    """Raise if a RIFF/WAV file holds fewer sample bytes than its ``data`` chunk declares.
+
+    libsndfile silently shortens such files to what is present, so a cut-off download would
+    otherwise become a shorter clip without notice.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return  # RF64 and other variants: leave the checks to libsndfile
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            chunk_id, chunk_size = struct.unpack("<4sI", fh.read(8))
+            if chunk_id == b"data":
+                available = size - pos - 8
+                if chunk_size != 0xFFFFFFFF and available < chunk_size:
+                    raise AudioError(
+                        path,
+                        f"truncated ({available} of {chunk_size} declared sample bytes present)",
+                        "a complete file",
+                    )
+                return
+            pos += 8 + chunk_size + (chunk_size & 1)
+
+
+_HASH_LOCK = threading.Lock()
+_HASH_MEMO: dict[tuple[str, int, int], str] = {}
+_RACY_NS = 2_000_000_000  # files younger than this are not memoized (timestamp granularity)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 hex digest of a file's bytes, memoized on ``(path, size, mtime_ns)``.
+
+    The stat fingerprint costs one ``stat`` call instead of re-reading the file. Its blind spot is a
+    rewrite that keeps both the size and the modification time, which can happen within the file
+    system's timestamp granularity (a few ms). As in git's "racily clean" rule, a file modified less
+    than :data:`_RACY_NS` ago is therefore hashed every time and only memoized once it is older.
+
+    Args:
+        path: The file to hash.
+
+    Returns:
+        The 64-character hex digest.
+    """
+    p = Path(path).resolve()
+    st = p.stat()
+    fingerprint = (str(p), st.st_size, st.st_mtime_ns)
+    with _HASH_LOCK:
+        cached = _HASH_MEMO.get(fingerprint)
+    if cached is not None:
+        return cached
+    digest = hashlib.sha256()
+    with p.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    hexdigest = digest.hexdigest()
+    if time.time_ns() - st.st_mtime_ns > _RACY_NS:
+        with _HASH_LOCK:
+            _HASH_MEMO[fingerprint] = hexdigest
+    return hexdigest

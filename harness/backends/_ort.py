@@ -1,0 +1,265 @@
+"""The embedded default backend: ONNX Runtime static QDQ quantization.
+
+- translate: checks the float ONNX model (ONNX checker, single input ``[1,1,1,W]``) and lists its node and
+  tensor names as override targets.
+- optimize: ``onnxruntime.quantization.quantize_static`` in QDQ format with per-channel weights. Calibration
+  ranges are cached per (model, calibration set, method) through ``calibration_cache_path`` so that changing
+  only overrides or types re-quantizes in about a second. ``entropy`` is computed with ``create_calibrator``
+  and real histogram settings, because ``quantize_static`` leaves a single threshold candidate and silently
+  returns MinMax ranges (FINDINGS.md, warning 3).
+- compile: loads the QDQ model in an ONNX Runtime session with full graph optimizations (the step that fuses
+  QDQ into QLinear kernels and would fail on an unrunnable graph) and keeps the QDQ ONNX as the artifact.
+- emulate: runs the QDQ model in ONNX Runtime on the CPU.
+
+Does not import torch (it runs in isolated child processes).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.backends._overrides import resolve_targets
+from harness.backends._protocol import Compiled, Optimized, OverrideSet, QuantSettings, Translated
+
+__all__ = ["OrtBackend"]
+
+_ENTROPY_BINS = 512
+
+
+class _ArrayReader:
+    """``CalibrationDataReader`` over an ``[n,1,1,W]`` array (supports ``CalibStridedMinMax``)."""
+
+    def __init__(self, input_name: str, data: np.ndarray) -> None:
+        self.input_name = input_name
+        self.data = data
+        self.start, self.end = 0, len(data)
+        self._it: Any = None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.start, self.end = start_index, end_index
+        self._it = None
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._it is None:
+            self._it = iter(range(self.start, self.end))
+        i = next(self._it, None)
+        if i is None:
+            return None
+        return {self.input_name: self.data[i : i + 1].astype(np.float32)}
+
+    def rewind(self) -> None:
+        self._it = None
+
+
+def _reader(input_name: str, data: np.ndarray) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(_ArrayReader, CalibrationDataReader):  # type: ignore[misc]
+        pass
+
+    return Reader(input_name, data)
+
+
+class OrtBackend:
+    """ONNX Runtime static quantization backend (CPU). See the module docstring."""
+
+    name = "ort"
+
+    def versions(self) -> dict[str, str]:
+        import onnx
+        import onnxruntime
+
+        return {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__}
+
+    # -- translate ---------------------------------------------------------------------------------------
+    def translate(self, onnx_path: Path, workdir: Path) -> Translated:
+        import onnx
+
+        model = onnx.load(str(onnx_path))
+        onnx.checker.check_model(model)
+        inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+        if len(inputs) != 1:
+            raise ValueError(f"{onnx_path}: {len(inputs)} inputs; expected exactly one")
+        dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
+        if len(dims) != 4 or dims[:3] != [1, 1, 1] or dims[3] <= 0:
+            raise ValueError(f"{onnx_path}: input shape {dims}; expected [1, 1, 1, W]")
+        workdir.mkdir(parents=True, exist_ok=True)
+        out = workdir / "translated.onnx"
+        shutil.copyfile(onnx_path, out)
+        names = [n.name for n in model.graph.node if n.name]
+        tensors = [o for n in model.graph.node for o in n.output]
+        layers = tuple(dict.fromkeys([*names, inputs[0].name, *tensors]))
+        return Translated(path=out, input_name=inputs[0].name, width=dims[3], layers=layers)
+
+    # -- optimize ----------------------------------------------------------------------------------------
+    def optimize(
+        self,
+        translated: Translated,
+        calibration: np.ndarray,
+        overrides: OverrideSet,
+        settings: QuantSettings,
+        workdir: Path,
+        reuse_dir: Path | None = None,
+    ) -> Optimized:
+        import onnx
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        if calibration.ndim != 4 or calibration.shape[1:3] != (1, 1) or calibration.shape[3] != translated.width:
+            raise ValueError(
+                f"calibration array shape {calibration.shape}; expected [n, 1, 1, {translated.width}]"
+            )
+        workdir.mkdir(parents=True, exist_ok=True)
+        model = onnx.load(str(translated.path))
+        tensor_overrides, applied, ignored = self._map_overrides(model, overrides)
+
+        method = {
+            "minmax": CalibrationMethod.MinMax,
+            "percentile": CalibrationMethod.Percentile,
+            "entropy": CalibrationMethod.Entropy,
+        }[settings.method]
+        extra: dict[str, Any] = {"TensorQuantOverrides": tensor_overrides} if tensor_overrides else {}
+        if settings.method == "percentile":
+            extra["CalibPercentile"] = settings.percentile
+        # CalibMaxIntermediateOutputs is broken in ORT 1.32 (FINDINGS warning 2): never set it.
+        # Calibration ranges depend only on (model, calibration set, method): reuse them across override sets.
+        cache = workdir / "ranges.json"
+        shared = reuse_dir / f"ranges-{settings.method}-{settings.percentile:g}.json" if reuse_dir else None
+        reused = shared is not None and shared.is_file()
+        if reused:
+            shutil.copyfile(shared, cache)  # type: ignore[arg-type]
+        if settings.method == "entropy" and not cache.exists():
+            self._entropy_ranges(translated, calibration, cache, workdir)
+
+        out = workdir / "quantized.onnx"
+        quantize_static(
+            str(translated.path),
+            str(out),
+            _reader(translated.input_name, calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=settings.per_channel,
+            activation_type=QuantType.QUInt16 if settings.activation_bits == 16 else QuantType.QUInt8,
+            weight_type=QuantType.QInt16 if settings.weight_bits == 16 else QuantType.QInt8,
+            calibrate_method=method,
+            extra_options=extra,
+            calibration_cache_path=str(cache),
+        )
+        if shared is not None and not shared.exists():
+            shared.parent.mkdir(parents=True, exist_ok=True)
+            tmp = shared.with_name(f".{shared.name}.{os.getpid()}")
+            shutil.copyfile(cache, tmp)
+            os.replace(tmp, shared)
+        script = workdir / "overrides.json"
+        script.write_text(
+            json.dumps(
+                {
+                    "override_set": overrides.to_dict(),
+                    "settings": settings.to_dict(),
+                    "tensor_quant_overrides": {k: [{"quant_type": "QUInt16"}] for k in tensor_overrides},
+                },
+                indent=2,
+            )
+        )
+        qmodel = onnx.load(str(out), load_external_data=False)
+        ops = collections.Counter(n.op_type for n in qmodel.graph.node)
+        info = {
+            "opset": max((o.version for o in qmodel.opset_import if o.domain in ("", "ai.onnx")), default=0),
+            "n_quantize_linear": ops.get("QuantizeLinear", 0),
+            "n_tensors_16bit": len(tensor_overrides),
+            "ranges_reused": reused,
+        }
+        return Optimized(path=out, script=script, applied=tuple(applied), ignored=tuple(ignored), info=info)
+
+    def _map_overrides(
+        self, model: Any, overrides: OverrideSet
+    ) -> tuple[dict[str, list[dict[str, Any]]], list[str], list[str]]:
+        """Override set -> ORT ``TensorQuantOverrides``; unsupported kinds are reported as ignored."""
+        from onnxruntime.quantization import QuantType
+
+        node_outputs = {n.name: list(n.output) for n in model.graph.node if n.name}
+        tensors = {o for outs in node_outputs.values() for o in outs}
+        tensors |= {i.name for i in model.graph.input} | {o.name for o in model.graph.output}
+        initializers = {t.name for t in model.graph.initializer}
+        names = [*node_outputs, *sorted(tensors - set(node_outputs))]
+        result: dict[str, list[dict[str, Any]]] = {}
+        applied: list[str] = []
+        ignored: list[str] = []
+        for ov in overrides.overrides:
+            if ov.kind != "precision16":
+                ignored.append(f"{ov.kind}: not supported by the ONNX Runtime backend (Hailo only)")
+                continue
+            hits = resolve_targets(ov.layers or ("*",), names)
+            chosen: set[str] = set()
+            for matched in hits.values():
+                for name in matched:
+                    for t in node_outputs.get(name, [name]):
+                        if t in tensors and t not in initializers:
+                            chosen.add(t)
+            for t in sorted(chosen):
+                result[t] = [{"quant_type": QuantType.QUInt16}]
+            applied.append(f"precision16 on {len(chosen)} tensors ({', '.join(ov.layers) or '*'})")
+        return result, applied, ignored
+
+    def _entropy_ranges(self, translated: Translated, calibration: np.ndarray, cache: Path, workdir: Path) -> None:
+        """Real entropy calibration (histogram KL) written as a calibration cache for ``quantize_static``."""
+        from onnxruntime.quantization import CalibrationMethod
+        from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+        calibrator = create_calibrator(
+            translated.path,
+            augmented_model_path=str(workdir / "augmented.onnx"),
+            calibrate_method=CalibrationMethod.Entropy,
+            extra_options={"num_bins": _ENTROPY_BINS, "num_quantized_bins": 128},
+        )
+        calibrator.collect_data(_reader(translated.input_name, calibration))
+        save_tensors_data(calibrator.compute_data(), cache)
+        (workdir / "augmented.onnx").unlink(missing_ok=True)
+
+    # -- compile -----------------------------------------------------------------------------------------
+    def compile(self, optimized: Optimized, workdir: Path) -> Compiled:
+        import onnx
+        import onnxruntime as ort
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        fused = workdir / "runtime_graph.onnx"
+        opts.optimized_model_filepath = str(fused)
+        ort.InferenceSession(str(optimized.path), opts, providers=["CPUExecutionProvider"])
+        ops = collections.Counter(n.op_type for n in onnx.load(str(fused)).graph.node)
+        fused.unlink(missing_ok=True)
+        out = workdir / "model.qdq.onnx"
+        shutil.copyfile(optimized.path, out)
+        info = {
+            "runtime_ops": dict(sorted(ops.items())),
+            "n_qlinear_ops": sum(v for k, v in ops.items() if k.startswith("QLinear")),
+            "size_bytes": out.stat().st_size,
+        }
+        return Compiled(path=out, info=info)
+
+    # -- emulate -----------------------------------------------------------------------------------------
+    def emulate(self, target: Optimized, inputs: np.ndarray) -> np.ndarray:
+        return run_onnx(target.path, inputs)
+
+
+def run_onnx(path: Path, inputs: np.ndarray) -> np.ndarray:
+    """Run an ONNX model with a single ``[1,1,1,W]`` input over ``[n,1,1,W]`` inputs, one row at a time.
+
+    Returns:
+        float32 ``[n, n_src, 1, W]``.
+    """
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    outs = [sess.run(None, {name: inputs[i : i + 1].astype(np.float32)})[0] for i in range(len(inputs))]
+    return np.concatenate(outs, axis=0).astype(np.float32)

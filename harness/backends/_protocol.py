@@ -1,0 +1,192 @@
+"""The backend protocol: four verbs shaped by the harness, not by any SDK.
+
+A backend turns an exported float ONNX model into a deployable artifact and emulates it:
+
+``translate`` (ONNX -> backend's float representation) -> ``optimize`` (quantize with calibration data and an
+override set) -> ``compile`` (deployable artifact: a quantized ONNX for ONNX Runtime, a HEF for Hailo) ->
+``emulate`` (run the quantized model on numpy inputs).
+
+Everything crossing this boundary is a path, a frozen dataclass or a numpy array -- never an SDK object -- so
+every verb can run in a child process (see :mod:`harness.isolation`) and every result can be cached on disk.
+
+Contract for implementers:
+- Verbs write only inside the ``workdir`` they are given and return paths inside it.
+- Verbs are deterministic for the same inputs (up to the SDK's own determinism).
+- Failures raise; the caller classifies them (:mod:`harness.failures`). Backends never swallow errors.
+- Arrays: calibration and emulation inputs are float32 ``[n, 1, 1, W]`` (NCHW, the model's "horizontal" 4-D
+  form); emulation outputs are float32 ``[n, n_src, 1, W]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "Backend",
+    "Compiled",
+    "Optimized",
+    "Override",
+    "OverrideSet",
+    "QuantSettings",
+    "Translated",
+]
+
+OverrideKind = Literal[
+    "precision16",
+    "negative_exponent",
+    "activation_clipping",
+    "optimization_level",
+    "compression_level",
+]
+
+
+@dataclass(frozen=True)
+class Override:
+    """One model-script override.
+
+    Attributes:
+        kind: What to change. ``precision16``: 16-bit activations on the matched layers;
+            ``negative_exponent``: Hailo's negative-exponent fix on the matched layers; ``activation_clipping``:
+            clip the matched layers' calibrated ranges (value = percentile, e.g. 99.99);
+            ``optimization_level`` / ``compression_level``: global optimizer levels (value = level).
+        layers: Glob patterns over layer names (ONNX node or tensor names for ONNX Runtime, HN layer names for
+            Hailo). Empty for global kinds.
+        value: The kind's numeric or string argument, if any.
+    """
+
+    kind: OverrideKind
+    layers: tuple[str, ...] = ()
+    value: float | int | str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form."""
+        return {"kind": self.kind, "layers": list(self.layers), "value": self.value}
+
+
+@dataclass(frozen=True)
+class OverrideSet:
+    """A named list of overrides, one value of the sweep's override-set dimension."""
+
+    name: str
+    overrides: tuple[Override, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form."""
+        return {"name": self.name, "overrides": [o.to_dict() for o in self.overrides]}
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    """Backend-neutral quantization settings (the backend maps what it supports).
+
+    Attributes:
+        method: Calibration method: ``minmax``, ``percentile`` or ``entropy``.
+        percentile: Percentile for ``percentile`` calibration.
+        activation_bits: Default activation bit width (8 or 16).
+        weight_bits: Weight bit width (8 or 16).
+        per_channel: Per-channel weight quantization.
+    """
+
+    method: Literal["minmax", "percentile", "entropy"] = "minmax"
+    percentile: float = 99.999
+    activation_bits: Literal[8, 16] = 8
+    weight_bits: Literal[8, 16] = 8
+    per_channel: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form."""
+        return {
+            "method": self.method,
+            "percentile": self.percentile,
+            "activation_bits": self.activation_bits,
+            "weight_bits": self.weight_bits,
+            "per_channel": self.per_channel,
+        }
+
+
+@dataclass(frozen=True)
+class Translated:
+    """The backend's float representation of a model.
+
+    Attributes:
+        path: The file (ONNX for ONNX Runtime, HAR for Hailo).
+        input_name: Name of the single model input.
+        width: The input width W.
+        layers: Names a user may target with overrides (node names, tensor names or HN layers).
+    """
+
+    path: Path
+    input_name: str
+    width: int
+    layers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Optimized:
+    """A quantized model.
+
+    Attributes:
+        path: The quantized model (QDQ ONNX, or quantized HAR).
+        script: The model script / override description that was applied (a file), if any.
+        applied: Human-readable list of overrides that took effect.
+        ignored: Overrides the backend does not support, with the reason.
+        info: Extra JSON-serialisable facts (e.g. tensors overridden, opset).
+    """
+
+    path: Path
+    script: Path | None = None
+    applied: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """The deployable artifact (quantized ONNX or HEF) and facts about it."""
+
+    path: Path
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every backend implements. See the module docstring for the contract."""
+
+    name: str
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the SDK/runtime pieces that determine results (logged as tags, part of cache keys)."""
+        ...
+
+    def translate(self, onnx_path: Path, workdir: Path) -> Translated:
+        """Parse the float ONNX model into the backend's representation."""
+        ...
+
+    def optimize(
+        self,
+        translated: Translated,
+        calibration: np.ndarray,
+        overrides: OverrideSet,
+        settings: QuantSettings,
+        workdir: Path,
+        reuse_dir: Path | None = None,
+    ) -> Optimized:
+        """Quantize with calibration data ``[n,1,1,W]`` and the override set.
+
+        ``reuse_dir`` is shared by every call with the same (translated model, calibration set, method); a
+        backend may keep reusable statistics there (ONNX Runtime keeps its calibration ranges) and must
+        publish into it atomically.
+        """
+        ...
+
+    def compile(self, optimized: Optimized, workdir: Path) -> Compiled:
+        """Produce the deployable artifact."""
+        ...
+
+    def emulate(self, target: Optimized, inputs: np.ndarray) -> np.ndarray:
+        """Run the quantized model on ``[n,1,1,W]`` inputs, returning ``[n,n_src,1,W]``."""
+        ...

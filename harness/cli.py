@@ -1,0 +1,203 @@
+"""The ``hefsweep`` command line.
+
+One class per subcommand, one registration table. A :class:`~harness.errors.HarnessError` prints its one-line
+message and exits 1; anything else is a bug and exits 2 with its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+from harness.errors import HarnessError
+
+__all__ = ["main"]
+
+
+class Command:
+    """Base of subcommands: ``name``, help from the docstring, ``add_arguments`` and ``run``."""
+
+    name: ClassVar[str]
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        """Declare options."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Do the work; return the exit code."""
+        raise NotImplementedError
+
+
+def _store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", type=Path, default=Path("mlruns"), help="folder of the local stores (default mlruns/)")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<root>/optuna.db)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///<root>/mlflow.db)")
+
+
+class Sweep(Command):
+    """Run (or resume) a sweep over a search space: every trial exports, calibrates, quantizes, compiles and
+    emulates, and logs to MLflow."""
+
+    name = "sweep"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("space", type=Path, help="search-space YAML (see search_spaces/)")
+        p.add_argument("--trials", type=int, help="number of trials (default: the space's)")
+        p.add_argument("--timeout", type=float, help="time budget in seconds (default: the space's)")
+        p.add_argument("--study", help="study / experiment name (default: the space's)")
+        _store_options(p)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from harness.space import load_space
+        from harness.sweep import run_sweep
+        from harness.tracking import runs_url
+
+        space = load_space(args.space)
+        if args.trials is not None and args.trials < 1:
+            raise HarnessError("--trials", f"{args.trials}", "a positive number of trials")
+        s = run_sweep(
+            space,
+            trials=args.trials,
+            timeout=args.timeout,
+            study_name=args.study,
+            storage=args.storage,
+            tracking_uri=args.tracking_uri,
+            root=args.root,
+        )
+        print(
+            f"\nstudy '{s.study}': {s.n_trials} trials this run ({s.n_ok} ok, {s.n_failed} failed) in {s.seconds:.0f} s"
+        )
+        for sig, n in sorted(s.signatures.items(), key=lambda kv: -kv[1]):
+            print(f"  {n:3d} x {sig}")
+        if s.best_value is not None:
+            print(f"best this run: trial {s.best_trial} si_snr_db={s.best_value:.2f} (MLflow run {s.best_run_id})")
+        print(f"MLflow: parent run {s.parent_run_id}; browse with `hefsweep ui --root {args.root}` ->")
+        print("  " + runs_url("http://127.0.0.1:5000", s.experiment_id))
+        return 0
+
+
+class Export(Command):
+    """Export one variant of a checkpoint to ONNX ([1,1,1,W] in, [1,n_src,1,W] out) and check its fidelity."""
+
+    name = "export"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--checkpoint", type=Path, required=True, help="asteroid-format Conv-TasNet checkpoint")
+        p.add_argument("--length", type=int, default=16000, help="input length W in samples")
+        p.add_argument("--prelu", choices=["keep", "relu", "maxmin"], default="keep")
+        p.add_argument("--norm", choices=["gLN", "cLN", "affine", "identity"], default=None)
+        p.add_argument("--clamp", type=float, default=None, help="clamp activations to [-c, c]")
+        p.add_argument("--gate-db", type=float, default=60.0, help="fidelity gate (SI-SNR, dB)")
+        p.add_argument("--out", type=Path, required=True, help="output .onnx")
+
+    def run(self, args: argparse.Namespace) -> int:
+        import numpy as np
+
+        from harness.audio import speech_like
+        from harness.export import FidelityGateError, check_fidelity, export_onnx
+        from harness.model import load_checkpoint
+        from harness.substitutions import SubstitutionSpec, apply_substitutions
+
+        if args.length < 256:
+            raise HarnessError("--length", f"{args.length}", "an input length of at least 256 samples")
+        model = load_checkpoint(args.checkpoint)
+        sub, fired = apply_substitutions(model, SubstitutionSpec(prelu=args.prelu, norm=args.norm, clamp=args.clamp))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        report = export_onnx(sub, args.length, args.out)
+        rng = np.random.default_rng(0)
+        probe = speech_like(rng, args.length, model.config.sample_rate)[None, None, None, :].astype(np.float32)
+        try:
+            fid = check_fidelity(sub, args.out, probe, args.gate_db)
+        except FidelityGateError as exc:
+            raise HarnessError(args.out, str(exc), f"SI-SNR >= {args.gate_db:g} dB against torch") from None
+        print(f"wrote {args.out} (opset {report.opset}, {sum(report.op_counts.values())} nodes)")
+        print(f"substitutions fired: {', '.join(fired) or 'none'}")
+        print(f"fidelity: SI-SNR {fid['fidelity_si_snr_db']:.1f} dB, max abs error {fid['fidelity_max_abs_err']:.2e}")
+        print("ops: " + ", ".join(f"{k} {v}" for k, v in report.op_counts.items()))
+        return 0
+
+
+class DemoData(Command):
+    """Generate the demo calibration and evaluation mixtures (speech-like sources plus noise), deterministically."""
+
+    name = "demo-data"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", type=Path, default=Path("data/demo"), help="output folder")
+        p.add_argument("--seed", type=int, default=0)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from harness.audio import make_demo_dataset
+
+        summary = make_demo_dataset(args.out, seed=args.seed)
+        print(f"wrote demo data under {args.out}: {summary}")
+        return 0
+
+
+class Ui(Command):
+    """Serve the MLflow UI on the local store (prints the URL of the runs table)."""
+
+    name = "ui"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--root", type=Path, default=Path("mlruns"))
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=5000)
+
+    def run(self, args: argparse.Namespace) -> int:
+        import subprocess
+
+        from harness.tracking import default_tracking_uri
+
+        db = args.root / "mlflow.db"
+        if not db.is_file():
+            raise HarnessError(db, "no MLflow store there", "a store written by `hefsweep sweep` (run one first)")
+        print(f"MLflow UI on http://{args.host}:{args.port}  (open an experiment's 'Model training' runs table)")
+        cmd = [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", default_tracking_uri(args.root),
+            "--host", args.host, "--port", str(args.port), "--workers", "1",
+        ]  # fmt: skip
+        return subprocess.call(cmd)
+
+
+COMMANDS: tuple[type[Command], ...] = (Sweep, Export, DemoData, Ui)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    """The argument parser and the name -> command table."""
+    parser = argparse.ArgumentParser(prog="hefsweep", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    table: dict[str, Command] = {}
+    for cls in COMMANDS:
+        cmd = cls()
+        doc = (cls.__doc__ or "").strip()
+        p = sub.add_parser(cls.name, help=doc.split("\n")[0], description=doc)
+        cmd.add_arguments(p)
+        table[cls.name] = cmd
+    return parser, table
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hefsweep`` console script."""
+    parser, table = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return table[args.command].run(args)
+    except HarnessError as exc:
+        print(f"hefsweep {args.command}: error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"hefsweep {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Failure signatures from one ordered classification table.
+
+A stage failure is reduced to ``stage:ExceptionClass:detail`` -- stable across runs, so that a user (and the
+sampler) can see whether a change moved a trial past a failure or just changed its wording. The first rule
+whose stage, exception-class and message patterns all match wins; the rule's ``detail`` template is filled
+from the message's named groups, and numeric groups are kept in :attr:`Failure.numbers`. Anything unmatched
+is ``stage:ExceptionClass:unclassified`` with the full message kept.
+
+Backends append their own rules with :func:`register_rules` (rules registered later are tried first, so a
+backend can specialise a generic rule).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Failure", "Rule", "classify", "register_rules"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the classification table.
+
+    Attributes:
+        stage: Regex matched against the stage name (full match).
+        exc_class: Regex matched against the exception class name (full match).
+        message: Regex searched in the message; named groups feed ``detail`` and ``numbers``.
+        detail: ``str.format`` template over the named groups (and ``stage``).
+        meaning: One line for users: what the failure means.
+    """
+
+    stage: str
+    exc_class: str
+    message: str
+    detail: str
+    meaning: str = ""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A classified failure.
+
+    Attributes:
+        stage: Stage that failed.
+        exc_class: Exception class name (``Timeout`` / ``Crash`` for isolation failures).
+        detail: Short detail (layer, cause) or ``unclassified``.
+        message: The full original message.
+        numbers: Numeric values parsed from the message (e.g. ``desired_shift``).
+        groups: All named groups parsed from the message.
+        known: Whether a rule matched.
+        meaning: The matching rule's explanation.
+    """
+
+    stage: str
+    exc_class: str
+    detail: str
+    message: str
+    numbers: dict[str, float] = field(default_factory=dict)
+    groups: dict[str, str] = field(default_factory=dict)
+    known: bool = True
+    meaning: str = ""
+
+    @property
+    def signature(self) -> str:
+        """``stage:ExceptionClass:detail``."""
+        return f"{self.stage}:{self.exc_class}:{self.detail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (for ``failure.json``)."""
+        return {
+            "signature": self.signature,
+            "stage": self.stage,
+            "exception": self.exc_class,
+            "detail": self.detail,
+            "known": self.known,
+            "numbers": self.numbers,
+            "groups": self.groups,
+            "meaning": self.meaning,
+            "message": self.message,
+        }
+
+
+_ANY = r"[A-Za-z_]+"
+
+#: The harness's own table (backend-neutral and ONNX Runtime failures), in priority order.
+_TABLE: list[Rule] = [
+    Rule(_ANY, "Timeout", r"within (?P<timeout_s>\d+(?:\.\d+)?) s", "{timeout_s}s", "the stage did not finish within its timeout; the child was killed"),
+    Rule(_ANY, "Crash", r"died by (?P<signal>SIG\w+)", "{signal}", "the stage's process died by a signal (segfault, OOM kill ...)"),
+    Rule(_ANY, "Crash", r"exited with code (?P<code>-?\d+)", "exit{code}", "the stage's process exited without a result"),
+    Rule(
+        "export",
+        "FidelityGateError",
+        r"SI-SNR (?P<si_snr_db>-?[\d.]+|nan|-?inf) dB",
+        "si_snr_below_gate",
+        "the exported ONNX model does not reproduce the PyTorch model (exporter bug or unsupported op)",
+    ),
+    Rule("export", _ANY, r"Unsupported|unsupported", "unsupported_op", "torch.onnx.export could not lower an op"),
+    Rule(
+        "calibrate",
+        "FillPolicyError",
+        r"for policy '(?P<policy>\w+)'",
+        "{policy}",
+        "the fill policy cannot map these clips onto the input width (crop cannot lengthen a clip)",
+    ),
+    Rule(
+        _ANY,
+        "OverrideTargetNotFound",
+        r"Layer '(?P<layer>[^']+)' not found in model",
+        "{layer}",
+        "an override names a layer the model does not have; it was not applied",
+    ),
+    Rule(
+        "emulate",
+        "NonFiniteOutput",
+        r"(?P<count>\d+) non-finite",
+        "nan_or_inf",
+        "the quantized model produced NaN or Inf",
+    ),
+    Rule(
+        "optimize",
+        "ValueError",
+        r"No data is collected",
+        "no_calibration_data",
+        "the calibrator collected no data (ORT CalibMaxIntermediateOutputs bug, FINDINGS warning 2)",
+    ),
+]
+
+_EXTRA: list[Rule] = []
+
+
+def register_rules(rules: list[Rule]) -> None:
+    """Add rules (e.g. a backend's) ahead of the built-in table."""
+    _EXTRA[:0] = rules
+
+
+def _num(text: str) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def classify(stage: str, exc_class: str, message: str) -> Failure:
+    """Classify one failure.
+
+    Args:
+        stage: Stage name (``export``, ``calibrate``, ``translate``, ``optimize``, ``compile``, ``emulate``).
+        exc_class: Exception class name raised (``Timeout`` / ``Crash`` for isolation failures).
+        message: The exception message.
+
+    Returns:
+        The :class:`Failure`; ``known`` is False and ``detail`` is ``unclassified`` when no rule matched.
+    """
+    for rule in (*_EXTRA, *_TABLE):
+        if not re.fullmatch(rule.stage, stage) or not re.fullmatch(rule.exc_class, exc_class):
+            continue
+        m = re.search(rule.message, message)
+        if m is None:
+            continue
+        groups = {k: v for k, v in m.groupdict().items() if v is not None}
+        numbers = {k: n for k, v in groups.items() if (n := _num(v)) is not None}
+        detail = rule.detail.format(stage=stage, **groups) if rule.detail else ""
+        return Failure(stage, exc_class, detail or "-", message, numbers, groups, True, rule.meaning)
+    return Failure(stage, exc_class, "unclassified", message, {}, {}, False, "")

@@ -1,0 +1,29 @@
+"""Conv-TasNet in 4-D "horizontal" form, its config and asteroid-format checkpoints."""
+
+from __future__ import annotations
+
+from harness.model._checkpoint import MODEL_NAME, load_checkpoint, save_checkpoint
+from harness.model._config import DEMO_CONFIG, IGNORED_MODEL_ARGS, PAPER_CONFIG, ConvTasNetConfig
+from harness.model._convtasnet import Conv1DBlock4D, ConvTasNet4D, SourceSoftmax, TDConvNet4D
+from harness.model._norms import EPS, NORM_CLASSES, AffineNorm, ChanLN, GlobLN, IdentityNorm, NormBase
+
+__all__ = [
+    "DEMO_CONFIG",
+    "EPS",
+    "IGNORED_MODEL_ARGS",
+    "MODEL_NAME",
+    "NORM_CLASSES",
+    "PAPER_CONFIG",
+    "AffineNorm",
+    "ChanLN",
+    "Conv1DBlock4D",
+    "ConvTasNet4D",
+    "ConvTasNetConfig",
+    "GlobLN",
+    "IdentityNorm",
+    "NormBase",
+    "SourceSoftmax",
+    "TDConvNet4D",
+    "load_checkpoint",
+    "save_checkpoint",
+]

@@ -1,0 +1,403 @@
+"""One trial's pipeline: export -> calibrate -> translate -> optimize -> compile -> emulate -> metrics.
+
+Each stage is a content-hashed entry in the :class:`~harness.cache.StageCache`: its key covers its parameters
+and the keys of the stages it consumes, so a trial that repeats an earlier export, calibration or
+quantization reuses it instead of recomputing. optimize, compile and emulate run in isolated child processes
+with the space's ``stage_timeout``. The first stage that fails ends the trial with a classified
+:class:`~harness.failures.Failure`; nothing is raised to the sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.backends import Compiled, Optimized, QuantSettings, Translated
+from harness.cache import CachedBuildError, StageCache, StageEntry, file_sha256, stage_key
+from harness.failures import Failure, classify
+from harness.isolation import IsolatedFailure, run_isolated
+from harness.space import SearchSpace
+
+__all__ = ["Pipeline", "TrialConfig", "TrialResult"]
+
+log = logging.getLogger("harness.pipeline")
+
+STAGES = ("export", "calibrate", "reference", "translate", "optimize", "compile", "emulate")
+_VERSIONS = {"export": 1, "calibrate": 1, "reference": 1, "translate": 1, "optimize": 1, "compile": 1, "emulate": 1}
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """The values of one trial's dimensions."""
+
+    prelu: str = "keep"
+    norm: str | None = None
+    clamp: float | None = None
+    width: int = 16000
+    calib_clip_length: int | None = None
+    calib_fill: str = "repeat"
+    calib_size: int = 16
+    calib_method: str = "minmax"
+    override_set: str = "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat parameters (for MLflow params and cache keys)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What a trial produced.
+
+    Attributes:
+        status: ``ok`` or ``failed``.
+        metrics: SI-SNR metrics and seconds per stage.
+        failure: The classified failure of the first failing stage.
+        artifacts: (local path, artifact folder) pairs to log.
+        stages: Per stage: cache key, whether it was a cache hit, seconds.
+        info: Substitutions that fired, export op counts, compile facts ...
+    """
+
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    failure: Failure | None = None
+    artifacts: tuple[tuple[Path, str], ...] = ()
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every stage passed."""
+        return self.status == "ok"
+
+
+class _StageFailed(Exception):
+    def __init__(self, failure: Failure, failed_dir: Path | None, traceback_text: str) -> None:
+        self.failure = failure
+        self.failed_dir = failed_dir
+        self.traceback_text = traceback_text
+        super().__init__(failure.signature)
+
+
+def _to_meta(obj: Any, base: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, Path):
+            v = {"__path__": str(v.relative_to(base))}
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[f.name] = v
+    return out
+
+
+def _from_meta(cls: Any, meta: dict[str, Any], base: Path) -> Any:
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        v = meta[f.name]
+        if isinstance(v, dict) and "__path__" in v:
+            v = base / v["__path__"]
+        elif isinstance(v, list):
+            v = tuple(v)
+        kwargs[f.name] = v
+    return cls(**kwargs)
+
+
+class Pipeline:
+    """Runs trials of one search space on one backend. Construction does no work.
+
+    Args:
+        space: The validated search space.
+        cache: Where stage results are published.
+        progress: Called with the stage name as each stage starts (for live display).
+    """
+
+    def __init__(
+        self, space: SearchSpace, cache: StageCache, progress: Callable[[str], None] | None = None
+    ) -> None:
+        self.space = space
+        self.cache = cache
+        self.progress = progress or (lambda stage: None)
+        self._model: Any = None
+        self._eval: dict[int, Any] = {}
+        self._versions: dict[str, str] | None = None
+
+    # -- shared inputs, loaded once per process -------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The float model from the checkpoint (loaded on first use)."""
+        if self._model is None:
+            from harness.model import load_checkpoint
+
+            self._model = load_checkpoint(self.space.checkpoint)
+        return self._model
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.model.config.sample_rate)
+
+    def eval_set(self, width: int) -> Any:
+        """The evaluation mixtures (and clean sources) fitted to ``width``."""
+        if width not in self._eval:
+            from harness.audio import load_eval_set
+
+            self._eval[width] = load_eval_set(
+                self.space.data.evaluation,
+                sample_rate=self.sample_rate,
+                width=width,
+                n_src=self.model.config.n_src,
+                limit=self.space.data.eval_clips,
+            )
+        return self._eval[width]
+
+    def backend_versions(self) -> dict[str, str]:
+        """Versions of the backend's runtime (part of every backend stage's key)."""
+        if self._versions is None:
+            from harness.backends import get_backend
+
+            self._versions = get_backend(self.space.backend).versions()
+        return self._versions
+
+    def validate_inputs(self) -> None:
+        """Check checkpoint and audio once before any trial (bad input -> HarnessError, exit 1)."""
+        from harness.audio import list_audio, read_audio
+
+        _ = self.model
+        files = list_audio(self.space.data.calibration)
+        for f in files:
+            read_audio(f, self.sample_rate)
+        self.eval_set(self._first_width())
+
+    def _first_width(self) -> int:
+        w = self.space.dimensions.width
+        if isinstance(w, list):
+            return int(w[0])
+        if hasattr(w, "low"):
+            return int(w.low)  # type: ignore[union-attr]
+        return int(w)  # type: ignore[arg-type]
+
+    # -- the trial ----------------------------------------------------------------------------------------------
+    def run(self, cfg: TrialConfig) -> TrialResult:
+        """Run every stage for ``cfg``; a failing stage becomes a classified failed result."""
+        stages: dict[str, dict[str, Any]] = {}
+        artifacts: list[tuple[Path, str]] = []
+        info: dict[str, Any] = {}
+        try:
+            self._run(cfg, stages, artifacts, info)
+        except _StageFailed as exc:
+            metrics = {f"time_{k}_s": v["seconds"] for k, v in stages.items()}
+            if exc.failed_dir is not None:
+                artifacts += [(p, f"failed_{exc.failure.stage}") for p in sorted(exc.failed_dir.iterdir()) if p.is_file()]
+            info["traceback"] = exc.traceback_text
+            return TrialResult("failed", metrics, exc.failure, tuple(artifacts), stages, info)
+        metrics = dict(info.pop("metrics"))
+        metrics.update({f"time_{k}_s": v["seconds"] for k, v in stages.items()})
+        return TrialResult("ok", metrics, None, tuple(artifacts), stages, info)
+
+    def _stage(self, name: str, key: str, fn: Callable[[Path], dict[str, Any]], stages: dict[str, Any]) -> StageEntry:
+        self.progress(name)
+        start = time.monotonic()
+        try:
+            entry = self.cache.build(name, key, fn)
+        except CachedBuildError as err:
+            cause = err.cause
+            if isinstance(cause, IsolatedFailure):
+                failure = classify(name, cause.exc_class, cause.message)
+                tb = cause.traceback
+            else:
+                import traceback
+
+                failure = classify(name, type(cause).__name__, str(cause))
+                tb = "".join(traceback.format_exception(cause))
+            stages[name] = {"key": key, "cached": False, "seconds": time.monotonic() - start}
+            raise _StageFailed(failure, err.failed_dir, tb) from None
+        stages[name] = {"key": key, "cached": entry.hit, "seconds": entry.meta.get("seconds", 0.0) if not entry.hit else time.monotonic() - start}
+        return entry
+
+    def _isolated(self, stage: str, target: str, workdir: Path, *args: Any) -> Any:
+        return run_isolated(
+            f"harness._stage_calls:{target}",
+            self.space.backend,
+            *args,
+            timeout=self.space.stage_timeout,
+            log_path=workdir / f"{stage}.log",
+        ).value
+
+    def _run(self, cfg: TrialConfig, stages: dict[str, Any], artifacts: list[tuple[Path, str]], info: dict[str, Any]) -> None:
+        space = self.space
+        ckpt_sha = file_sha256(space.checkpoint)
+        import torch
+
+        # 1. export (with substitutions and the fidelity gate)
+        export_params = {
+            "checkpoint": ckpt_sha,
+            "prelu": cfg.prelu,
+            "norm": cfg.norm,
+            "clamp": cfg.clamp,
+            "width": cfg.width,
+            "gate_db": space.fidelity_gate_db,
+            "torch": torch.__version__,
+        }
+        ev = self.eval_set(cfg.width)
+        export = self._stage(
+            "export", stage_key("export", _VERSIONS["export"], export_params), lambda d: self._export(cfg, ev, d), stages
+        )
+        onnx_path = export.path / "model.onnx"
+        info["fired"] = export.meta["fired"]
+        info["export_ops"] = export.meta["op_counts"]
+        info["fidelity"] = export.meta["fidelity"]
+        artifacts += [(onnx_path, "export"), (export.path / "export.log", "logs")]
+
+        # 2. calibration set
+        from harness.audio import list_audio
+
+        files = list_audio(space.data.calibration)
+        calib_params = {
+            "files": [[f.name, file_sha256(f)] for f in files],
+            "width": cfg.width,
+            "clip_length": cfg.calib_clip_length,
+            "policy": cfg.calib_fill,
+            "size": cfg.calib_size,
+            "sample_rate": self.sample_rate,
+        }
+        calib = self._stage(
+            "calibrate", stage_key("calibrate", _VERSIONS["calibrate"], calib_params), lambda d: self._calibrate(cfg, d), stages
+        )
+        artifacts.append((calib.path / "calibration_manifest.json", "calibration"))
+        info["calibration_key"] = calib.meta["manifest_key"]
+
+        # 3. float reference outputs on the evaluation set
+        ref = self._stage(
+            "reference",
+            stage_key("reference", _VERSIONS["reference"], {"eval": ev.key}, (export.key,)),
+            lambda d: self._reference(onnx_path, ev, d),
+            stages,
+        )
+
+        # 4-7. backend stages, isolated
+        versions = self.backend_versions()
+        tr_key = stage_key("translate", _VERSIONS["translate"], {"backend": space.backend, **versions}, (export.key,))
+        tr = self._stage(
+            "translate",
+            tr_key,
+            lambda d: _to_meta(self._isolated("translate", "translate", d, onnx_path, d), d),
+            stages,
+        )
+        translated = _from_meta(Translated, tr.meta, tr.path)
+
+        overrides = space.override_set(cfg.override_set)
+        settings = QuantSettings(method=cfg.calib_method)  # type: ignore[arg-type]
+        reuse = self.cache.root / "reuse" / stage_key("ranges", 1, {"method": settings.method}, (tr.key, calib.key))
+        opt = self._stage(
+            "optimize",
+            stage_key(
+                "optimize",
+                _VERSIONS["optimize"],
+                {"overrides": overrides.to_dict(), "settings": settings.to_dict()},
+                (tr.key, calib.key),
+            ),
+            lambda d: _to_meta(
+                self._isolated(
+                    "optimize", "optimize", d, translated, calib.path / "calibration.npy", overrides, settings, d, reuse
+                ),
+                d,
+            ),
+            stages,
+        )
+        optimized = _from_meta(Optimized, opt.meta, opt.path)
+        info["optimize"] = {"applied": list(optimized.applied), "ignored": list(optimized.ignored), **optimized.info}
+        artifacts += [(p, "optimize") for p in (optimized.script, opt.path / "optimize.log") if p is not None and p.exists()]
+
+        comp = self._stage(
+            "compile",
+            stage_key("compile", _VERSIONS["compile"], {}, (opt.key,)),
+            lambda d: _to_meta(self._isolated("compile", "compile_", d, optimized, d), d),
+            stages,
+        )
+        compiled = _from_meta(Compiled, comp.meta, comp.path)
+        info["compile"] = compiled.info
+        artifacts.append((compiled.path, "compiled"))
+
+        emu = self._stage(
+            "emulate",
+            stage_key("emulate", _VERSIONS["emulate"], {"eval": ev.key}, (opt.key,)),
+            lambda d: self._emulate(optimized, ev, d),
+            stages,
+        )
+        info["metrics"], per_clip = _metrics(np.load(emu.path / "outputs.npy"), np.load(ref.path / "float.npy"), ev)
+        per_clip_path = emu.path / "per_clip.json"
+        if not per_clip_path.exists():
+            per_clip_path.write_text(json.dumps(per_clip, indent=2))
+        artifacts.append((per_clip_path, "metrics"))
+
+    # -- stage bodies (run in the cache's temp folder) --------------------------------------------------------
+    def _export(self, cfg: TrialConfig, ev: Any, d: Path) -> dict[str, Any]:
+        from harness.export import check_fidelity, export_onnx
+        from harness.substitutions import SubstitutionSpec, apply_substitutions
+
+        spec = SubstitutionSpec(prelu=cfg.prelu, norm=cfg.norm, clamp=cfg.clamp)  # type: ignore[arg-type]
+        model, fired = apply_substitutions(self.model, spec)
+        report = export_onnx(model, cfg.width, d / "model.onnx")
+        (d / "export.log").write_text(report.log or "(exporter printed nothing)\n")
+        probe = ev.mixtures[:2, None, None, :].astype(np.float32)
+        fidelity = check_fidelity(model, d / "model.onnx", probe, self.space.fidelity_gate_db)
+        return {"fired": list(fired), "op_counts": report.op_counts, "fidelity": fidelity}
+
+    def _calibrate(self, cfg: TrialConfig, d: Path) -> dict[str, Any]:
+        from harness.audio import build_calibration_set
+
+        cs = build_calibration_set(
+            self.space.data.calibration,
+            sample_rate=self.sample_rate,
+            width=cfg.width,
+            clip_length=cfg.calib_clip_length,
+            policy=cfg.calib_fill,
+            size=cfg.calib_size,
+            min_clips=self.space.data.min_calibration_clips,
+        )
+        np.save(d / "calibration.npy", cs.data[:, None, None, :].astype(np.float32))
+        cs.write_manifest(d / "calibration_manifest.json")
+        return {"manifest_key": cs.key, "n_clips": int(cs.data.shape[0])}
+
+    def _reference(self, onnx_path: Path, ev: Any, d: Path) -> dict[str, Any]:
+        from harness.backends._ort import run_onnx
+
+        out = run_onnx(onnx_path, ev.mixtures[:, None, None, :].astype(np.float32))
+        np.save(d / "float.npy", out)
+        return {"shape": list(out.shape)}
+
+    def _emulate(self, optimized: Optimized, ev: Any, d: Path) -> dict[str, Any]:
+        inputs = d / "inputs.npy"
+        np.save(inputs, ev.mixtures[:, None, None, :].astype(np.float32))
+        shape = self._isolated("emulate", "emulate", d, optimized, inputs, d / "outputs.npy")
+        inputs.unlink()
+        return {"shape": list(shape)}
+
+
+def _metrics(quant: np.ndarray, ref: np.ndarray, ev: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """SI-SNR of the quantized emulation vs the float model, per clip; SI-SNRi where clean sources exist."""
+    from harness.metrics import si_snr, si_snri
+
+    per_source = si_snr(quant[:, :, 0, :], ref[:, :, 0, :])  # [n, n_src]
+    per_clip = per_source.mean(axis=1)
+    metrics = {"si_snr_db": float(per_clip.mean()), "si_snr_worst_db": float(per_clip.min())}
+    rows: list[dict[str, Any]] = [
+        {"clip": name, "si_snr_db": float(v), "per_source_db": [float(x) for x in s]}
+        for name, v, s in zip(ev.names, per_clip, per_source, strict=True)
+    ]
+    if ev.sources is not None:
+        fi = np.array([si_snri(ref[i, :, 0], ev.sources[i], ev.mixtures[i]).mean() for i in range(len(ref))])
+        qi = np.array([si_snri(quant[i, :, 0], ev.sources[i], ev.mixtures[i]).mean() for i in range(len(ref))])
+        metrics["float_si_snri_db"] = float(fi.mean())
+        metrics["quant_si_snri_db"] = float(qi.mean())
+        for row, a, b in zip(rows, fi, qi, strict=True):
+            row["float_si_snri_db"], row["quant_si_snri_db"] = float(a), float(b)
+    return metrics, rows

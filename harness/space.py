@@ -1,0 +1,250 @@
+"""The sweep's search space: a YAML file, validated on load into frozen models.
+
+Schema (every key optional unless marked; unknown keys are rejected)::
+
+    study: demo                        # default study name (CLI --study overrides)
+    checkpoint: ../assets/demo.pt      # REQUIRED; asteroid-format Conv-TasNet checkpoint
+    backend: ort                       # ort (default) | hailo
+    data:
+      calibration: ../data/demo/calib  # REQUIRED; folder of WAV/FLAC mixtures
+      evaluation: ../data/demo/eval    # REQUIRED; mixture/ (+ s1/, s2/ ...) folders
+      eval_clips: 8                    # how many evaluation mixtures to score
+      min_calibration_clips: 4         # fewer available clips is an input error
+    trials: 12                         # default number of trials (CLI --trials overrides)
+    timeout: 600                       # sweep time budget in seconds (CLI --timeout overrides)
+    stage_timeout: 300                 # per isolated stage (optimize, compile, emulate), seconds
+    seed: 0                            # sampler seed
+    fidelity_gate_db: 60               # export gate: SI-SNR(torch, ONNX float) must reach this
+    dimensions:                        # each: a list (categorical), {low, high[, step, log]} or a scalar (fixed)
+      prelu: [keep, relu, maxmin]
+      norm: [gLN, cLN, affine, identity]
+      clamp: [null, 8.0]
+      width: [8000, 16000]             # input length W in samples
+      calib_clip_length: [3200, 16000] # samples cut from each calibration file
+      calib_fill: [pad, repeat, crop]
+      calib_size: {low: 8, high: 16, step: 8}
+      calib_method: [minmax, percentile]
+      override_set: [none, io16]
+    override_sets:                     # names used by dimensions.override_set
+      none: []
+      io16:
+        - {kind: precision16, layers: [input, output, "*Sigmoid*"]}
+
+Relative paths are resolved against the YAML file's folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.backends import Override, OverrideSet
+from harness.errors import ConfigError
+
+__all__ = ["Dimension", "IntRange", "SearchSpace", "load_space"]
+
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+PRELU = ("keep", "relu", "maxmin")
+NORMS = ("gLN", "cLN", "affine", "identity")
+FILLS = ("pad", "repeat", "crop")
+METHODS = ("minmax", "percentile", "entropy")
+
+
+class IntRange(BaseModel):
+    """An integer range dimension: ``{low, high, step, log}``."""
+
+    model_config = _FROZEN
+    low: int
+    high: int
+    step: int = 1
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> IntRange:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} > high {self.high}; expected low <= high")
+        if self.step < 1:
+            raise ValueError(f"step {self.step}; expected >= 1")
+        if self.log and (self.low < 1 or self.step != 1):
+            raise ValueError("log ranges need low >= 1 and step 1")
+        return self
+
+
+Scalar = int | float | str | None
+Dimension = IntRange | list[Scalar] | Scalar
+
+
+class Data(BaseModel):
+    """Where the audio lives."""
+
+    model_config = _FROZEN
+    calibration: Path
+    evaluation: Path
+    eval_clips: Annotated[int, Field(ge=1, le=1000)] = 8
+    min_calibration_clips: Annotated[int, Field(ge=1)] = 4
+
+
+class OverrideModel(BaseModel):
+    """One override entry of an override set."""
+
+    model_config = _FROZEN
+    kind: Literal["precision16", "negative_exponent", "activation_clipping", "optimization_level", "compression_level"]
+    layers: tuple[str, ...] = ()
+    value: float | int | str | None = None
+
+    @field_validator("layers")
+    @classmethod
+    def _names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if not name or any(c in name for c in "\n\r\"'`;") or len(name) > 200:
+                raise ValueError(f"layer pattern {name!r}; expected a name or glob without quotes, ';' or newlines")
+        return v
+
+
+class Dimensions(BaseModel):
+    """The searched (or fixed) dimensions of a trial."""
+
+    model_config = _FROZEN
+    prelu: Dimension = "keep"
+    norm: Dimension = None
+    clamp: Dimension = None
+    width: Dimension = 16000
+    calib_clip_length: Dimension = None
+    calib_fill: Dimension = "repeat"
+    calib_size: Dimension = 16
+    calib_method: Dimension = "minmax"
+    override_set: Dimension = "none"
+
+    @model_validator(mode="after")
+    def _check(self) -> Dimensions:
+        allowed: dict[str, tuple[Any, ...]] = {
+            "prelu": PRELU,
+            "norm": (*NORMS, None),
+            "calib_fill": FILLS,
+            "calib_method": METHODS,
+        }
+        for key, ok in allowed.items():
+            for v in _values(getattr(self, key), key):
+                if v not in ok:
+                    raise ValueError(f"{key}: {v!r} is not allowed; expected one of {list(ok)}")
+        for key in ("width", "calib_clip_length", "calib_size"):
+            for v in _values(getattr(self, key), key):
+                if v is None and key == "calib_clip_length":
+                    continue
+                if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                    raise ValueError(f"{key}: {v!r}; expected a positive integer")
+                if key == "width" and v < 256:
+                    raise ValueError(f"width: {v}; expected >= 256 samples")
+        for v in _values(self.clamp, "clamp"):
+            if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v <= 0):
+                raise ValueError(f"clamp: {v!r}; expected null or a positive number")
+        return self
+
+
+def _values(dim: Dimension, key: str) -> list[Any]:
+    if isinstance(dim, IntRange):
+        return [dim.low, dim.high]
+    if isinstance(dim, list):
+        if not dim:
+            raise ValueError(f"{key}: empty list; expected at least one value")
+        return list(dim)
+    return [dim]
+
+
+class SearchSpace(BaseModel):
+    """A validated search space. See the module docstring for the schema."""
+
+    model_config = _FROZEN
+    study: str = "hefsweep"
+    checkpoint: Path
+    backend: Literal["ort", "hailo"] = "ort"
+    data: Data
+    trials: Annotated[int, Field(ge=1)] = 12
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    stage_timeout: Annotated[float, Field(gt=0)] = 300.0
+    seed: int | None = 0
+    fidelity_gate_db: float = 60.0
+    dimensions: Dimensions = Dimensions()
+    override_sets: dict[str, tuple[OverrideModel, ...]] = Field(default_factory=lambda: {"none": ()})
+    source: Path | None = None
+
+    @model_validator(mode="after")
+    def _check_sets(self) -> SearchSpace:
+        for name in _values(self.dimensions.override_set, "override_set"):
+            if name not in self.override_sets:
+                raise ValueError(
+                    f"override_set {name!r} is not defined; expected one of {sorted(self.override_sets)}"
+                )
+        return self
+
+    def override_set(self, name: str) -> OverrideSet:
+        """The named override set as the backend-neutral dataclass."""
+        entries = self.override_sets[name]
+        return OverrideSet(name, tuple(Override(e.kind, tuple(e.layers), e.value) for e in entries))
+
+    def dimension_items(self) -> list[tuple[str, Dimension]]:
+        """(name, dimension) pairs in a stable order."""
+        return [(k, getattr(self.dimensions, k)) for k in Dimensions.model_fields]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The parts that define the study's search space (used to detect a study reused with another space)."""
+        return {
+            "dimensions": self.dimensions.model_dump(mode="json"),
+            "override_sets": {k: [o.model_dump(mode="json") for o in v] for k, v in self.override_sets.items()},
+            "backend": self.backend,
+        }
+
+
+def _err(path: Path, e: dict[str, Any]) -> ConfigError:
+    loc = ".".join(str(p) for p in e.get("loc", ()) if not str(p).startswith(("function-after", "union[")))
+    typ = e.get("type", "")
+    if typ == "extra_forbidden":
+        return ConfigError(f"{path} key '{loc}'", "unknown key", "one of the documented keys (see harness/space.py)")
+    if typ == "missing":
+        return ConfigError(f"{path} key '{loc}'", "missing", "a value (required key)")
+    seen = repr(e.get("input"))
+    if len(seen) > 80:
+        seen = seen[:77] + "..."
+    msg = str(e.get("msg", "")).removeprefix("Value error, ")
+    return ConfigError(f"{path} key '{loc or '<top>'}'", f"got {seen}", msg)
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Load and validate a search-space YAML file.
+
+    Args:
+        path: The YAML file.
+
+    Returns:
+        The frozen :class:`SearchSpace`, with relative paths resolved against the file's folder.
+
+    Raises:
+        ConfigError: file missing or unreadable, malformed YAML, unknown keys, wrong types, impossible ranges.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read ({exc.strerror or exc})", "a readable YAML search-space file") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ConfigError(path, f"malformed YAML{where}: {problem}", "valid YAML") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(path, f"top level is {type(raw).__name__}", "a mapping of keys (see harness/space.py)")
+    try:
+        space = SearchSpace.model_validate(raw)
+    except ValidationError as exc:
+        raise _err(path, exc.errors()[0]) from None
+    base = path.resolve().parent
+    data = space.data.model_copy(
+        update={"calibration": base / space.data.calibration, "evaluation": base / space.data.evaluation}
+    )
+    return space.model_copy(update={"checkpoint": base / space.checkpoint, "data": data, "source": path.resolve()})

@@ -1,0 +1,323 @@
+"""The sweep: an Optuna study whose trials run the pipeline and log to MLflow.
+
+One place decides a trial's fate: a trial whose every stage passed returns its mean SI-SNR (the objective,
+maximised); a trial whose stage failed is recorded as FAIL with its failure signature in the trial's user
+attributes and in its MLflow run (``hefsweep.status=failed``, ``hefsweep.signature``). Neither ends the sweep.
+An interrupted trial's MLflow run is ended as KILLED.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.cache import StageCache
+from harness.errors import ConfigError, HarnessError
+from harness.pipeline import Pipeline, TrialConfig, TrialResult
+from harness.space import IntRange, SearchSpace
+from harness.tracking import Tracker, default_tracking_uri
+
+__all__ = ["SweepSummary", "default_storage", "run_sweep", "suggest"]
+
+log = logging.getLogger("harness.sweep")
+
+
+def default_storage(root: Path) -> str:
+    """``sqlite:///<abs root>/optuna.db``: the default Optuna storage, a local file under ``mlruns/``."""
+    return f"sqlite:///{Path(root).resolve() / 'optuna.db'}"
+
+
+def suggest(trial: Any, space: SearchSpace) -> TrialConfig:
+    """Draw one trial's configuration; fixed dimensions are recorded as user attributes."""
+    values: dict[str, Any] = {}
+    for name, dim in space.dimension_items():
+        if isinstance(dim, IntRange):
+            values[name] = trial.suggest_int(name, dim.low, dim.high, step=dim.step, log=dim.log)
+        elif isinstance(dim, list) and len(dim) > 1:
+            values[name] = trial.suggest_categorical(name, dim)
+        else:
+            values[name] = dim[0] if isinstance(dim, list) else dim
+            trial.set_user_attr(f"fixed.{name}", values[name])
+    return TrialConfig(**values)
+
+
+@dataclass
+class SweepSummary:
+    """What a sweep did (also logged to the parent run)."""
+
+    study: str
+    n_trials: int = 0
+    n_ok: int = 0
+    n_failed: int = 0
+    best_value: float | None = None
+    best_trial: int | None = None
+    best_run_id: str | None = None
+    signatures: dict[str, int] = field(default_factory=dict)
+    experiment_id: str = ""
+    parent_run_id: str = ""
+    seconds: float = 0.0
+
+
+class _Display:
+    """Live progress: trial n/N, current stage, best so far."""
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total = total
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.label = ""
+
+    def trial(self, number: int, cfg: TrialConfig) -> None:
+        p = cfg.to_dict()
+        desc = " ".join(f"{k}={v}" for k, v in p.items())
+        self.label = f"[trial {number + 1}/{self.total}]"
+        self.stream.write(f"{self.label} {desc}\n")
+        self.stream.flush()
+
+    def stage(self, name: str) -> None:
+        if self.tty:
+            self.stream.write(f"\r{self.label}   stage: {name:<10}")
+            self.stream.flush()
+
+    def done(self, result: TrialResult, best: tuple[float, int] | None) -> None:
+        if self.tty:
+            self.stream.write("\r" + " " * 60 + "\r")
+        if result.ok:
+            m = result.metrics
+            what = f"ok      si_snr {m['si_snr_db']:6.2f} dB  worst {m['si_snr_worst_db']:6.2f} dB"
+        else:
+            assert result.failure is not None
+            what = f"FAILED  {result.failure.signature}"
+        secs = sum(v for k, v in result.metrics.items() if k.startswith("time_"))
+        best_txt = f"best {best[0]:.2f} dB (trial {best[1] + 1})" if best else "best -"
+        self.stream.write(f"{self.label}   {what}  [{secs:.1f} s]  {best_txt}\n")
+        self.stream.flush()
+
+
+def _open_study(space: SearchSpace, name: str, storage: str) -> Any:
+    import optuna
+
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            load_if_exists=True,
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=4),
+        )
+    except Exception as exc:  # noqa: BLE001 - storage errors are user errors
+        raise HarnessError(
+            f"Optuna storage {storage}",
+            f"unusable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            "a reachable Optuna storage URL (sqlite:///..., postgresql://...)",
+        ) from None
+    fingerprint = json.dumps(space.fingerprint(), sort_keys=True)
+    stored = study.user_attrs.get("hefsweep.space")
+    if stored is None:
+        study.set_user_attr("hefsweep.space", fingerprint)
+    elif stored != fingerprint:
+        raise ConfigError(
+            f"study {name!r} in {storage}",
+            "exists with a different search space",
+            "the space it was created with (use another --study name)",
+        )
+    return study
+
+
+def run_sweep(
+    space: SearchSpace,
+    *,
+    trials: int | None = None,
+    timeout: float | None = None,
+    study_name: str | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    root: Path = Path("mlruns"),
+    stream: TextIO | None = None,
+    enqueue: list[dict[str, Any]] | None = None,
+) -> SweepSummary:
+    """Run (or resume) a sweep.
+
+    Args:
+        space: The validated search space.
+        trials: Trials to run now (default: the space's ``trials``).
+        timeout: Time budget in seconds (default: the space's ``timeout``).
+        study_name: Study (and MLflow experiment) name (default: the space's ``study``).
+        storage: Optuna storage URL (default: ``sqlite:///<root>/optuna.db``).
+        tracking_uri: MLflow tracking URI (default: ``sqlite:///<root>/mlflow.db``).
+        root: Folder of the default local stores, artifacts and the stage cache.
+        stream: Where live progress goes (default stdout).
+        enqueue: Configurations (dimension name -> value) to try first, before the sampler's own.
+
+    Returns:
+        The :class:`SweepSummary`.
+
+    Raises:
+        HarnessError: bad input (checkpoint, audio), unusable stores, a study with another space.
+    """
+    import optuna
+
+    start = time.monotonic()
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    name = study_name or space.study
+    n_trials = trials or space.trials
+    stream = stream or sys.stdout
+    display = _Display(n_trials, stream)
+
+    pipeline = Pipeline(space, StageCache(root / "cache"), progress=display.stage)
+    pipeline.validate_inputs()
+    storage = storage or default_storage(root)
+    study = _open_study(space, name, storage)
+    tracker = Tracker(tracking_uri or default_tracking_uri(root), name, root / "artifacts")
+    parent = tracker.parent_run(
+        name,
+        params={"space": str(space.source), "backend": space.backend, "checkpoint": str(space.checkpoint)},
+        tags={"hefsweep.backend": space.backend, "optuna.storage": storage.split("@")[-1]},
+    )
+    if space.source is not None:
+        tracker.log_artifact(parent, space.source, "space")
+    versions = {f"hefsweep.version.{k}": v for k, v in pipeline.backend_versions().items()}
+    summary = SweepSummary(study=name, experiment_id=tracker.experiment_id, parent_run_id=parent)
+    stream.write(
+        f"hefsweep: study '{name}' ({len(study.trials)} earlier trials), backend {space.backend}, "
+        f"{n_trials} trials, MLflow experiment {tracker.experiment_id}\n"
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        cfg = suggest(trial, space)
+        display.trial(trial.number, cfg)
+        run_id = tracker.child_run(
+            parent,
+            f"trial-{trial.number:04d}",
+            params={**cfg.to_dict(), "backend": space.backend},
+            tags={"hefsweep.study": name, "hefsweep.trial": str(trial.number), **versions},
+        )
+        trial.set_user_attr("mlflow_run_id", run_id)
+        try:
+            result = pipeline.run(cfg)
+            _log_result(tracker, run_id, result)
+        except BaseException:
+            tracker.set_tags(run_id, {"hefsweep.status": "failed", "hefsweep.signature": "harness:Interrupted:-"})
+            tracker.end(run_id, "KILLED")
+            raise
+        tracker.end(run_id, "FINISHED" if result.ok else "FAILED")
+        summary.n_trials += 1
+        if result.ok:
+            summary.n_ok += 1
+            value = result.metrics["si_snr_db"]
+            if summary.best_value is None or value > summary.best_value:
+                summary.best_value, summary.best_trial, summary.best_run_id = value, trial.number, run_id
+            display.done(result, _best(study, value, trial.number))
+            return value
+        assert result.failure is not None
+        sig = result.failure.signature
+        summary.n_failed += 1
+        summary.signatures[sig] = summary.signatures.get(sig, 0) + 1
+        trial.set_user_attr("signature", sig)
+        display.done(result, _best(study, None, trial.number))
+        raise _TrialFailed(sig)
+
+    for params in enqueue or ():
+        study.enqueue_trial(params, skip_if_exists=True)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        study.optimize(objective, n_trials=n_trials, timeout=timeout or space.timeout, catch=(_TrialFailed,))
+    finally:
+        summary.seconds = time.monotonic() - start
+        _log_summary(tracker, parent, study, summary)
+    return summary
+
+
+class _TrialFailed(Exception):
+    """A trial ended with a classified stage failure (its signature is the message)."""
+
+
+def _best(study: Any, value: float | None, number: int) -> tuple[float, int] | None:
+    try:
+        bt = study.best_trial
+        best = (float(bt.value), bt.number)
+    except ValueError:
+        best = None
+    if value is not None and (best is None or value > best[0]):
+        best = (value, number)
+    return best
+
+
+def _log_result(tracker: Tracker, run_id: str, result: TrialResult) -> None:
+    tags: dict[str, Any] = {"hefsweep.status": result.status}
+    if result.failure is not None:
+        tags["hefsweep.signature"] = result.failure.signature
+        tags["hefsweep.failed_stage"] = result.failure.stage
+    fired = result.info.get("fired")
+    if fired is not None:
+        tags["hefsweep.substitutions_fired"] = ",".join(fired) or "none"
+    tags.update({f"hefsweep.cached.{k}": str(v["cached"]).lower() for k, v in result.stages.items()})
+    tracker.set_tags(run_id, tags)
+    metrics = dict(result.metrics)
+    fid = result.info.get("fidelity") or {}
+    metrics.update(fid)
+    if "compile" in result.info:
+        metrics["n_qlinear_ops"] = result.info["compile"].get("n_qlinear_ops", 0)
+        metrics["model_size_bytes"] = result.info["compile"].get("size_bytes", 0)
+    tracker.log_metrics(run_id, metrics)
+    for path, folder in result.artifacts:
+        if path.exists():
+            tracker.log_artifact(run_id, path, folder)
+    info = {k: v for k, v in result.info.items() if k != "traceback"}
+    tracker.log_json(run_id, {"status": result.status, "stages": result.stages, **info}, "trial.json")
+    if result.failure is not None:
+        tracker.log_json(run_id, result.failure.to_dict(), "failure.json")
+        text = f"{result.failure.signature}\n\n{result.failure.message}\n\n{result.info.get('traceback', '')}"
+        tracker.log_text(run_id, text, "failure.txt")
+
+
+def _log_summary(tracker: Tracker, parent: str, study: Any, summary: SweepSummary) -> None:
+    try:
+        import optuna
+
+        states = [t.state for t in study.trials]
+        tracker.log_metrics(
+            parent,
+            {
+                "n_trials": len(states),
+                "n_complete": sum(s == optuna.trial.TrialState.COMPLETE for s in states),
+                "n_failed": sum(s == optuna.trial.TrialState.FAIL for s in states),
+                "sweep_seconds": summary.seconds,
+                **({"best_si_snr_db": float(study.best_value)} if _has_best(study) else {}),
+            },
+        )
+        if _has_best(study):
+            tracker.set_tags(
+                parent,
+                {"hefsweep.best_trial": study.best_trial.number, "hefsweep.best_run_id": study.best_trial.user_attrs.get("mlflow_run_id", "")},
+            )
+        rows = [
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value if t.value is not None and math.isfinite(t.value) else None,
+                "params": t.params,
+                "signature": t.user_attrs.get("signature"),
+                "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+            }
+            for t in study.trials
+        ]
+        tracker.log_json(parent, rows, "trials.json")
+        tracker.end(parent, "FINISHED")
+    except Exception as exc:  # noqa: BLE001 - a summary failure must not hide the sweep's own outcome
+        log.warning("could not log the sweep summary to the parent run: %s", exc)
+
+
+def _has_best(study: Any) -> bool:
+    try:
+        _ = study.best_trial
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,121 @@
+"""A small real sweep on the ONNX Runtime backend, read back from MLflow and Optuna."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.space import load_space
+from harness.sweep import run_sweep
+
+pytestmark = pytest.mark.slow
+
+
+def space_file(tmp: Path, ckpt: Path, data: Path, dims: str, extra_sets: str = "", name: str = "t") -> Path:
+    text = f"""
+study: {name}
+checkpoint: {ckpt}
+data: {{calibration: {data / 'calib'}, evaluation: {data / 'eval'}, eval_clips: 3, min_calibration_clips: 2}}
+trials: 4
+stage_timeout: 120
+seed: 1
+dimensions:
+{dims}
+override_sets:
+  none: []
+  io16:
+    - {{kind: precision16, layers: [input, output]}}
+{extra_sets}
+"""
+    p = tmp / f"{name}.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_sweep_logs_parent_and_children(tiny_checkpoint: Path, demo_data: Path, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    dims = """  prelu: [keep, maxmin]
+  norm: [gLN, cLN]
+  width: 4000
+  calib_clip_length: [3200, 8000]
+  calib_fill: [pad, repeat]
+  calib_size: 4
+  override_set: [none, io16]"""
+    space = load_space(space_file(tmp_path, tiny_checkpoint, demo_data, dims))
+    out = io.StringIO()
+    summary = run_sweep(space, trials=4, root=tmp_path / "mlruns", stream=out)
+    assert summary.n_trials == 4 and summary.n_ok == 4, out.getvalue()
+    assert "[trial 4/4]" in out.getvalue() and "best" in out.getvalue()
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("t")
+    assert exp.artifact_location.startswith((tmp_path / "mlruns" / "artifacts").as_uri())
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("hefsweep.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and len(children) == 4
+    for r in children:
+        m = r.data.metrics
+        assert r.data.tags["hefsweep.status"] == "ok"
+        assert r.info.status == "FINISHED"
+        assert 0.0 < m["si_snr_db"] < 80.0 and m["si_snr_worst_db"] <= m["si_snr_db"]
+        assert "float_si_snri_db" in m and "quant_si_snri_db" in m
+        assert m["fidelity_si_snr_db"] >= 60.0
+        assert {"prelu", "norm", "width", "calib_fill", "override_set"} <= set(r.data.params)
+        arts = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert {"export", "calibration", "optimize", "compiled", "metrics", "trial.json"} <= arts
+        compiled = [a.path for a in client.list_artifacts(r.info.run_id, "compiled")]
+        assert compiled == ["compiled/model.qdq.onnx"]
+        manifest = json.loads(Path(client.download_artifacts(r.info.run_id, "calibration/calibration_manifest.json")).read_text())
+        assert manifest["width"] == 4000
+    parent = client.get_run(parents[0].info.run_id)
+    assert parent.data.metrics["n_complete"] == 4
+    assert parent.data.metrics["best_si_snr_db"] == pytest.approx(max(r.data.metrics["si_snr_db"] for r in children))
+
+    # Resume: the same study continues, and repeated stages come from the cache.
+    again = run_sweep(space, trials=2, root=tmp_path / "mlruns", stream=io.StringIO())
+    import optuna
+
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}")
+    assert len(study.trials) == 6 and again.n_ok == 2
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`hefsweep.role` = 'trial'")
+    assert len(runs) == 6
+    assert any(r.data.tags.get("hefsweep.cached.export") == "true" for r in runs)
+
+
+def test_failures_are_classified_and_the_sweep_goes_on(tiny_checkpoint: Path, demo_data: Path, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    dims = """  width: 4000
+  calib_clip_length: [3200, 8000]
+  calib_fill: crop
+  calib_size: 2
+  override_set: [none, ghost]"""
+    sets = "  ghost:\n    - {kind: precision16, layers: [no_such_layer]}"
+    space = load_space(space_file(tmp_path, tiny_checkpoint, demo_data, dims, sets, name="f"))
+    combos = [{"calib_clip_length": c, "override_set": o} for c in (3200, 8000) for o in ("none", "ghost")]
+    summary = run_sweep(space, trials=4, root=tmp_path / "mlruns", stream=io.StringIO(), enqueue=combos)
+    assert summary.n_trials == 4
+    # crop cannot lengthen a 3200-sample clip to W=4000; the ghost override names no layer
+    assert summary.signatures == {
+        "calibrate:FillPolicyError:crop": 2,
+        "optimize:OverrideTargetNotFound:no_such_layer": 1,
+    }
+    assert summary.n_ok == 1
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("f")
+    failed = client.search_runs([exp.experiment_id], filter_string="tags.`hefsweep.status` = 'failed'")
+    assert len(failed) == summary.n_failed
+    for r in failed:
+        assert r.info.status == "FAILED"
+        f = json.loads(Path(client.download_artifacts(r.info.run_id, "failure.json")).read_text())
+        assert f["signature"] == r.data.tags["hefsweep.signature"]
+        if f["stage"] == "optimize":
+            assert "nearest" in f["message"]
+            logs = [a.path for a in client.list_artifacts(r.info.run_id, "failed_optimize")]
+            assert "failed_optimize/optimize.log" in logs

@@ -1,0 +1,114 @@
+"""The ONNX Runtime backend on a tiny exported Conv-TasNet: numbers, not just 'it ran'."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.backends import Override, OverrideSet, OverrideTargetNotFound, QuantSettings, get_backend
+from harness.backends._ort import run_onnx
+from harness.metrics import si_snr
+
+W = 2048
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from harness.export import export_onnx
+    from harness.model import load_checkpoint
+
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_onnx(load_checkpoint(tiny_checkpoint), W, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def signals() -> tuple[np.ndarray, np.ndarray]:
+    from harness.audio import synth_mixture
+
+    rng = np.random.default_rng(1)
+    calib = np.stack([synth_mixture(rng, W, 16000)[0] for _ in range(8)])[:, None, None, :]
+    evals = np.stack([synth_mixture(rng, W, 16000)[0] for _ in range(3)])[:, None, None, :]
+    return calib.astype(np.float32), evals.astype(np.float32)
+
+
+def quant_snr(backend, tr, calib, evals, ovs, settings, d) -> tuple[float, object]:
+    opt = backend.optimize(tr, calib, ovs, settings, d)
+    q = backend.emulate(opt, evals)
+    ref = run_onnx(tr.path, evals)
+    return float(si_snr(q[:, :, 0], ref[:, :, 0]).mean()), opt
+
+
+def test_translate_lists_layers(exported: Path, tmp_path: Path) -> None:
+    tr = get_backend("ort").translate(exported, tmp_path / "t")
+    assert tr.width == W and tr.input_name == "input"
+    assert "input" in tr.layers and "output" in tr.layers
+    assert any("Sigmoid" in n for n in tr.layers)
+
+
+def test_quantize_compile_emulate(exported: Path, signals, tmp_path: Path) -> None:
+    be = get_backend("ort")
+    calib, evals = signals
+    tr = be.translate(exported, tmp_path / "t")
+    snr8, opt = quant_snr(be, tr, calib, evals, OverrideSet("none"), QuantSettings(), tmp_path / "o8")
+    assert opt.info["n_quantize_linear"] > 20
+    assert 5.0 < snr8 < 60.0  # 8-bit activations: clearly lossy, clearly not noise
+    comp = be.compile(opt, tmp_path / "c")
+    assert comp.info["n_qlinear_ops"] > 0  # ORT fused QDQ into QLinear kernels
+    assert comp.path.name == "model.qdq.onnx" and comp.path.stat().st_size > 0
+
+    all16 = OverrideSet("all16", (Override("precision16", ("*",)),))
+    snr16, opt16 = quant_snr(be, tr, calib, evals, all16, QuantSettings(), tmp_path / "o16")
+    assert opt16.info["n_tensors_16bit"] > 20
+    assert opt16.info["opset"] >= 21  # 16-bit QDQ bumps the opset
+    assert snr16 > snr8 + 6.0  # 16-bit activations are far more faithful (here 28 -> 39 dB; int8 weights remain)
+
+
+def test_ranges_are_reused_across_override_sets(exported: Path, signals, tmp_path: Path) -> None:
+    be = get_backend("ort")
+    calib, _ = signals
+    tr = be.translate(exported, tmp_path / "t")
+    reuse = tmp_path / "reuse"
+    a = be.optimize(tr, calib, OverrideSet("none"), QuantSettings(), tmp_path / "a", reuse_dir=reuse)
+    io16 = OverrideSet("io16", (Override("precision16", ("input", "output")),))
+    b = be.optimize(tr, calib, io16, QuantSettings(), tmp_path / "b", reuse_dir=reuse)
+    assert a.info["ranges_reused"] is False and b.info["ranges_reused"] is True
+    assert b.info["n_tensors_16bit"] == 2
+    assert json.loads((tmp_path / "a" / "ranges.json").read_text()) == json.loads(
+        (tmp_path / "b" / "ranges.json").read_text()
+    )
+
+
+def test_percentile_and_entropy_give_other_ranges(exported: Path, signals, tmp_path: Path) -> None:
+    be = get_backend("ort")
+    calib, _ = signals
+    tr = be.translate(exported, tmp_path / "t")
+    texts = {}
+    for method in ("minmax", "percentile", "entropy"):
+        be.optimize(tr, calib, OverrideSet("none"), QuantSettings(method=method), tmp_path / method)
+        texts[method] = (tmp_path / method / "ranges.json").read_text()
+    assert texts["minmax"] != texts["percentile"]
+    assert texts["minmax"] != texts["entropy"]  # not the silent MinMax fallback of quantize_static
+
+
+def test_unknown_layer_is_rejected_with_nearest_names(exported: Path, signals, tmp_path: Path) -> None:
+    be = get_backend("ort")
+    tr = be.translate(exported, tmp_path / "t")
+    bad = OverrideSet("bad", (Override("precision16", ("outptu",)),))
+    with pytest.raises(OverrideTargetNotFound) as err:
+        be.optimize(tr, signals[0], bad, QuantSettings(), tmp_path / "o")
+    msg = str(err.value)
+    assert "Layer 'outptu' not found in model" in msg and "output" in msg
+    assert "\n" not in msg
+
+
+def test_hailo_only_overrides_are_reported_ignored(exported: Path, signals, tmp_path: Path) -> None:
+    be = get_backend("ort")
+    tr = be.translate(exported, tmp_path / "t")
+    ovs = OverrideSet("h", (Override("negative_exponent", ("*",)), Override("optimization_level", (), 2)))
+    opt = be.optimize(tr, signals[0], ovs, QuantSettings(), tmp_path / "o")
+    assert len(opt.ignored) == 2 and all("Hailo only" in x for x in opt.ignored)
+    assert opt.applied == ()

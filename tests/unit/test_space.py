@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.space import IntRange, load_space
+
+GOOD = """
+study: s
+checkpoint: ck.pt
+data: {calibration: cal, evaluation: ev}
+dimensions:
+  prelu: [keep, relu]
+  width: 8000
+  calib_size: {low: 4, high: 16, step: 4}
+  override_set: [none, io16]
+override_sets:
+  none: []
+  io16:
+    - {kind: precision16, layers: [input, "*Sigmoid*"]}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "space.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_good_space_resolves_paths_relative_to_file(tmp_path: Path) -> None:
+    sub = tmp_path / "spaces"
+    sub.mkdir()
+    space = load_space(write(sub, GOOD))
+    assert space.checkpoint == sub / "ck.pt"
+    assert space.data.calibration == sub / "cal"
+    assert space.dimensions.calib_size == IntRange(low=4, high=16, step=4)
+    ovs = space.override_set("io16")
+    assert ovs.overrides[0].kind == "precision16"
+    assert ovs.overrides[0].layers == ("input", "*Sigmoid*")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        (GOOD + "bogus: 1\n", ["key 'bogus'", "unknown key"]),
+        (GOOD.replace("prelu: [keep, relu]", "prelu: [keep, tanh]"), ["dimensions", "'tanh'", "expected one of"]),
+        (GOOD.replace("width: 8000", "width: eight"), ["dimensions", "'eight'", "positive integer"]),
+        (GOOD.replace("low: 4, high: 16", "low: 16, high: 4"), ["calib_size", "low 16 > high 4"]),
+        (GOOD.replace("override_set: [none, io16]", "override_set: [none, io32]"), ["io32", "not defined"]),
+        (GOOD.replace("checkpoint: ck.pt\n", ""), ["key 'checkpoint'", "missing"]),
+        (GOOD.replace("kind: precision16", "kind: precision99"), ["override_sets", "precision99"]),
+        (GOOD.replace('"*Sigmoid*"', "\"x'; rm -rf /\""), ["layer pattern"]),
+        ("study: [unclosed\n", ["malformed YAML", "line"]),
+        ("- just\n- a list\n", ["top level is list"]),
+    ],
+)
+def test_bad_spaces_are_one_line_errors(tmp_path: Path, text: str, fragments: list[str]) -> None:
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_space(p)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert str(p) in msg
+    for frag in fragments:
+        assert frag in msg
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_space(tmp_path / "nope.yaml")
