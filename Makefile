@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: a CPU wheel; an unpinned resolve would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
+	# asteroid is the reference for the float-parity tests only; --no-deps keeps torch and avoids
+	# torchaudio/pytorch-lightning (its import needs only asteroid-filterbanks and huggingface-hub).
+	$(BIN)/pip install -q --no-deps asteroid==0.7.0 asteroid-filterbanks==0.4.0 'huggingface-hub<1'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.backends import Compiled, Optimized, OverrideSet, QuantSettings, Translated, get_backend
+from harness.backends import BackendSpec, Compiled, Optimized, OverrideSet, QuantSettings, Translated
 
 __all__ = ["compile_", "emulate", "optimize", "translate"]
 
@@ -19,13 +19,13 @@ class NonFiniteOutput(ArithmeticError):
     """The emulated model produced NaN or Inf."""
 
 
-def translate(backend: str, onnx_path: Path, workdir: Path) -> Translated:
+def translate(backend: BackendSpec, onnx_path: Path, workdir: Path) -> Translated:
     """``Backend.translate`` in a child."""
-    return get_backend(backend).translate(onnx_path, workdir)
+    return backend.create().translate(onnx_path, workdir)
 
 
 def optimize(
-    backend: str,
+    backend: BackendSpec,
     translated: Translated,
     calibration_npy: Path,
     overrides: OverrideSet,
@@ -35,21 +35,21 @@ def optimize(
 ) -> Optimized:
     """``Backend.optimize`` in a child; calibration is read from an ``.npy`` file ``[n,1,1,W]``."""
     data = np.load(calibration_npy)
-    return get_backend(backend).optimize(translated, data, overrides, settings, workdir, reuse_dir=reuse_dir)
+    return backend.create().optimize(translated, data, overrides, settings, workdir, reuse_dir=reuse_dir)
 
 
-def compile_(backend: str, optimized: Optimized, workdir: Path) -> Compiled:
+def compile_(backend: BackendSpec, optimized: Optimized, workdir: Path) -> Compiled:
     """``Backend.compile`` in a child."""
-    return get_backend(backend).compile(optimized, workdir)
+    return backend.create().compile(optimized, workdir)
 
 
-def emulate(backend: str, optimized: Optimized, inputs_npy: Path, out_npy: Path) -> tuple[int, ...]:
+def emulate(backend: BackendSpec, optimized: Optimized, inputs_npy: Path, out_npy: Path) -> tuple[int, ...]:
     """``Backend.emulate`` in a child; writes outputs to ``out_npy`` and returns their shape.
 
     Raises:
         NonFiniteOutput: the outputs contain NaN or Inf.
     """
-    out = get_backend(backend).emulate(optimized, np.load(inputs_npy))
+    out = backend.create().emulate(optimized, np.load(inputs_npy))
     bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
     if bad:
         raise NonFiniteOutput(f"{bad} non-finite values in the emulated outputs of shape {tuple(out.shape)}")

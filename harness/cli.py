@@ -47,6 +47,7 @@ class Sweep(Command):
         p.add_argument("--trials", type=int, help="number of trials (default: the space's)")
         p.add_argument("--timeout", type=float, help="time budget in seconds (default: the space's)")
         p.add_argument("--study", help="study / experiment name (default: the space's)")
+        p.add_argument("--backend", choices=["ort", "hailo"], help="backend (default: the space's)")
         _store_options(p)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -55,6 +56,8 @@ class Sweep(Command):
         from harness.tracking import runs_url
 
         space = load_space(args.space)
+        if args.backend:
+            space = space.model_copy(update={"backend": args.backend})
         if args.trials is not None and args.trials < 1:
             raise HarnessError("--trials", f"{args.trials}", "a positive number of trials")
         s = run_sweep(

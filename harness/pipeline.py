@@ -161,28 +161,33 @@ class Pipeline:
     def backend_versions(self) -> dict[str, str]:
         """Versions of the backend's runtime (part of every backend stage's key)."""
         if self._versions is None:
-            from harness.backends import get_backend
-
-            self._versions = get_backend(self.space.backend).versions()
+            self._versions = self.space.backend_spec().create().versions()
         return self._versions
 
     def validate_inputs(self) -> None:
         """Check checkpoint and audio once before any trial (bad input -> HarnessError, exit 1)."""
-        from harness.audio import list_audio, read_audio
+        from harness.audio import build_calibration_set, list_audio, read_audio
 
         _ = self.model
         files = list_audio(self.space.data.calibration)
         for f in files:
             read_audio(f, self.sample_rate)
-        self.eval_set(self._first_width())
+        width = self._first_width()
+        self.eval_set(width)
+        need = self.space.data.min_calibration_clips
+        for clip_length in _candidates(self.space.dimensions.calib_clip_length):
+            build_calibration_set(
+                self.space.data.calibration,
+                sample_rate=self.sample_rate,
+                width=width,
+                clip_length=clip_length,
+                policy="pad",
+                size=need,
+                min_clips=need,
+            )
 
     def _first_width(self) -> int:
-        w = self.space.dimensions.width
-        if isinstance(w, list):
-            return int(w[0])
-        if hasattr(w, "low"):
-            return int(w.low)  # type: ignore[union-attr]
-        return int(w)  # type: ignore[arg-type]
+        return int(_candidates(self.space.dimensions.width)[0])
 
     # -- the trial ----------------------------------------------------------------------------------------------
     def run(self, cfg: TrialConfig) -> TrialResult:
@@ -223,13 +228,17 @@ class Pipeline:
         return entry
 
     def _isolated(self, stage: str, target: str, workdir: Path, *args: Any) -> Any:
-        return run_isolated(
+        run = run_isolated(
             f"harness._stage_calls:{target}",
-            self.space.backend,
+            self.space.backend_spec(),
             *args,
             timeout=self.space.stage_timeout,
             log_path=workdir / f"{stage}.log",
-        ).value
+        )
+        (workdir / "resources.json").write_text(
+            json.dumps({"child_seconds": run.seconds, "peak_rss_mb": run.peak_rss_mb})
+        )
+        return run.value
 
     def _run(self, cfg: TrialConfig, stages: dict[str, Any], artifacts: list[tuple[Path, str]], info: dict[str, Any]) -> None:
         space = self.space
@@ -284,7 +293,8 @@ class Pipeline:
 
         # 4-7. backend stages, isolated
         versions = self.backend_versions()
-        tr_key = stage_key("translate", _VERSIONS["translate"], {"backend": space.backend, **versions}, (export.key,))
+        backend_id = {"backend": space.backend, "options": space.backend_options, **versions}
+        tr_key = stage_key("translate", _VERSIONS["translate"], backend_id, (export.key,))
         tr = self._stage(
             "translate",
             tr_key,
@@ -380,6 +390,15 @@ class Pipeline:
         shape = self._isolated("emulate", "emulate", d, optimized, inputs, d / "outputs.npy")
         inputs.unlink()
         return {"shape": list(shape)}
+
+
+def _candidates(dim: Any) -> list[Any]:
+    """The distinct values a dimension can take at its extremes (list values, range ends or the fixed value)."""
+    if isinstance(dim, list):
+        return list(dict.fromkeys(dim))
+    if hasattr(dim, "low"):
+        return [dim.low, dim.high]
+    return [dim]
 
 
 def _metrics(quant: np.ndarray, ref: np.ndarray, ev: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:

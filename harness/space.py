@@ -5,6 +5,7 @@ Schema (every key optional unless marked; unknown keys are rejected)::
     study: demo                        # default study name (CLI --study overrides)
     checkpoint: ../assets/demo.pt      # REQUIRED; asteroid-format Conv-TasNet checkpoint
     backend: ort                       # ort (default) | hailo
+    backend_options: {}                # backend constructor options, e.g. {hw_arch: hailo8} for hailo
     data:
       calibration: ../data/demo/calib  # REQUIRED; folder of WAV/FLAC mixtures
       evaluation: ../data/demo/eval    # REQUIRED; mixture/ (+ s1/, s2/ ...) folders
@@ -41,7 +42,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.backends import Override, OverrideSet
+from harness.backends import BackendSpec, Override, OverrideSet
 from harness.errors import ConfigError
 
 __all__ = ["Dimension", "IntRange", "SearchSpace", "load_space"]
@@ -162,6 +163,7 @@ class SearchSpace(BaseModel):
     study: str = "hefsweep"
     checkpoint: Path
     backend: Literal["ort", "hailo"] = "ort"
+    backend_options: dict[str, str | int | float | bool] = Field(default_factory=dict)
     data: Data
     trials: Annotated[int, Field(ge=1)] = 12
     timeout: Annotated[float, Field(gt=0)] | None = None
@@ -196,7 +198,12 @@ class SearchSpace(BaseModel):
             "dimensions": self.dimensions.model_dump(mode="json"),
             "override_sets": {k: [o.model_dump(mode="json") for o in v] for k, v in self.override_sets.items()},
             "backend": self.backend,
+            "backend_options": self.backend_options,
         }
+
+    def backend_spec(self) -> BackendSpec:
+        """The picklable backend recipe for child processes."""
+        return BackendSpec(self.backend, tuple(sorted(self.backend_options.items())))
 
 
 def _err(path: Path, e: dict[str, Any]) -> ConfigError:

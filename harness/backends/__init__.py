@@ -7,6 +7,8 @@ embedded ONNX Runtime backend.
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
+from typing import Any
 
 from harness.backends._overrides import OverrideTargetNotFound, resolve_targets
 from harness.backends._protocol import (
@@ -23,6 +25,7 @@ from harness.errors import ConfigError
 __all__ = [
     "BACKENDS",
     "Backend",
+    "BackendSpec",
     "Compiled",
     "Optimized",
     "Override",
@@ -37,11 +40,12 @@ __all__ = [
 #: Backend name -> "module:Class". Modules are imported only when the backend is selected.
 BACKENDS: dict[str, str] = {
     "ort": "harness.backends._ort:OrtBackend",
+    "hailo": "harness.backends.hailo:HailoBackend",
 }
 
 
-def get_backend(name: str) -> Backend:
-    """Construct the backend registered under ``name``.
+def get_backend(name: str, **options: Any) -> Backend:
+    """Construct the backend registered under ``name`` with keyword ``options`` (e.g. ``hw_arch``).
 
     Raises:
         ConfigError: ``name`` is not a registered backend.
@@ -50,5 +54,21 @@ def get_backend(name: str) -> Backend:
     if name not in BACKENDS:
         raise ConfigError(f"backend {name!r}", "unknown backend", f"one of {sorted(BACKENDS)}")
     module, cls = BACKENDS[name].split(":")
-    backend: Backend = getattr(importlib.import_module(module), cls)()
+    factory = getattr(importlib.import_module(module), cls)
+    try:
+        backend: Backend = factory(**options)
+    except TypeError as exc:
+        raise ConfigError(f"backend {name!r} options", f"{options}", "options the backend accepts", str(exc)) from None
     return backend
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A picklable recipe for a backend: its name and constructor options (sent to child processes)."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def create(self) -> Backend:
+        """Construct the backend."""
+        return get_backend(self.name, **dict(self.options))

@@ -86,8 +86,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> ConvTasNet4D:
     state = package["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(where, "state_dict is not a dict of tensors", "a model state_dict")
-    _check_state(where, state, to_asteroid_state(model))
-    model.load_state_dict(from_asteroid_state(state, config), strict=True)
+    _check_state(where, state, _to_asteroid_state(model))
+    model.load_state_dict(_from_asteroid_state(state, config), strict=True)
     return model.eval()
 
 
@@ -120,7 +120,7 @@ def save_checkpoint(model: ConvTasNet4D, path: str | os.PathLike[str], infos: Ma
                 f"{expected[name].__name__ if name in expected else 'no module'} as in an asteroid ConvTasNet",
                 hint="substituted models cannot be saved as asteroid checkpoints",
             )
-    state = to_asteroid_state(model, where=where)
+    state = _to_asteroid_state(model, where=where)
     package = {
         "model_name": MODEL_NAME,
         "state_dict": state,
@@ -143,7 +143,7 @@ def save_checkpoint(model: ConvTasNet4D, path: str | os.PathLike[str], infos: Ma
     return dest
 
 
-def to_asteroid_state(model: nn.Module, where: str = "model") -> dict[str, torch.Tensor]:
+def _to_asteroid_state(model: nn.Module, where: str = "model") -> dict[str, torch.Tensor]:
     """Map a :class:`ConvTasNet4D` state dict to asteroid ``ConvTasNet`` keys and shapes.
 
     Args:
@@ -178,7 +178,7 @@ def to_asteroid_state(model: nn.Module, where: str = "model") -> dict[str, torch
     return out
 
 
-def from_asteroid_state(state: Mapping[str, torch.Tensor], config: ConvTasNetConfig) -> dict[str, torch.Tensor]:
+def _from_asteroid_state(state: Mapping[str, torch.Tensor], config: ConvTasNetConfig) -> dict[str, torch.Tensor]:
     """Map an asteroid ``ConvTasNet`` state dict (already checked) to :class:`ConvTasNet4D` keys and shapes.
 
     Args:

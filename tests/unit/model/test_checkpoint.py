@@ -14,6 +14,7 @@ from harness.errors import CheckpointError
 from harness.model import (
     DEMO_CONFIG,
     IGNORED_MODEL_ARGS,
+    Conv1DBlock4D,
     ConvTasNet4D,
     ConvTasNetConfig,
     load_checkpoint,
@@ -164,7 +165,9 @@ def test_asteroid_loads_saved_checkpoint_with_same_output(tmp_path: Path) -> Non
 
 def test_save_refuses_substituted_model(tmp_path: Path) -> None:
     model = _trained()
-    model.masker.TCN[0].shared_block[1] = torch.nn.ReLU()
+    block = model.masker.TCN[0]
+    assert isinstance(block, Conv1DBlock4D)
+    block.shared_block[1] = torch.nn.ReLU()
     with pytest.raises(CheckpointError) as err:
         save_checkpoint(model, tmp_path / "model.pth")
     _assert_one_line(err, "ReLU at masker.TCN.0.shared_block.1", "PReLU")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import io
 import logging
 import warnings
 from pathlib import Path
@@ -66,14 +65,13 @@ def _randomize(module: torch.nn.Module, seed: int) -> None:
             p.add_(0.2 * torch.randn(p.shape, generator=gen))
 
 
-def _export(model: torch.nn.Module, x: torch.Tensor) -> onnx.ModelProto:
-    buf = io.BytesIO()
+def _export(model: torch.nn.Module, x: torch.Tensor, path: Path) -> onnx.ModelProto:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (x,), buf, dynamo=False, opset_version=17, input_names=["input"], output_names=["output"]
+            model, (x,), path, dynamo=False, opset_version=17, input_names=["input"], output_names=["output"]
         )
-    return onnx.load_from_string(buf.getvalue())
+    return onnx.load(path)
 
 
 @pytest.mark.parametrize(("n_src", "width"), [(2, 4000), (2, 4001), (3, 1003)])
@@ -106,7 +104,7 @@ def test_config_resolves_asteroid_defaults() -> None:
 
 @pytest.mark.parametrize("mask_act", ["sigmoid", "relu", "softmax", "linear"])
 @pytest.mark.parametrize("skip_chan", [8, 0])
-def test_onnx_graph_has_no_layout_ops(mask_act: str, skip_chan: int) -> None:
+def test_onnx_graph_has_no_layout_ops(mask_act: str, skip_chan: int, tmp_path: Path) -> None:
     config = dataclasses.replace(TINY, n_src=3, mask_act=mask_act, skip_chan=skip_chan)
     model = ConvTasNet4D(config).eval()
     x = torch.randn(1, 1, 1, 801)
@@ -115,7 +113,7 @@ def test_onnx_graph_has_no_layout_ops(mask_act: str, skip_chan: int) -> None:
         traced = torch.jit.trace(model, x, check_trace=False)
     kinds = {node.kind() for node in traced.inlined_graph.nodes()}
     assert not kinds & LAYOUT_ATEN, kinds & LAYOUT_ATEN
-    proto = _export(model, x)
+    proto = _export(model, x, tmp_path / "model.onnx")
     onnx.checker.check_model(proto)
     ops = collections.Counter(node.op_type for node in proto.graph.node)
     assert not set(ops) & LAYOUT_OPS, ops

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import io
 import logging
 import warnings
 
@@ -57,7 +56,7 @@ class Exported:
 
 
 @pytest.fixture(scope="module")
-def exported() -> dict[str, Exported]:
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Exported]:
     base = ConvTasNet4D(TINY)
     gen = torch.Generator().manual_seed(3)
     with torch.no_grad():
@@ -69,13 +68,13 @@ def exported() -> dict[str, Exported]:
     out: dict[str, Exported] = {}
     for key, spec in VARIANTS.items():
         model, _ = apply_substitutions(base, spec)
-        buf = io.BytesIO()
+        path = tmp_path_factory.mktemp("onnx") / f"{key}.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model, x, buf, dynamo=False, opset_version=17, input_names=["input"], output_names=["output"]
+                model, (x,), path, dynamo=False, opset_version=17, input_names=["input"], output_names=["output"]
             )
-        proto = onnx.load_from_string(buf.getvalue())
+        proto = onnx.load(path)
         onnx.checker.check_model(proto)
         out[key] = Exported(model, proto)
     return out

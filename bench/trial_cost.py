@@ -1,0 +1,124 @@
+"""Seconds per stage of one trial, and the harness's overhead over the unavoidable compute.
+
+For the demo model (assets/demo_convtasnet.pt) and a paper-size Conv-TasNet (N=512, L=16, B=128, H=512, P=3,
+X=8, R=3; random weights -- the cost does not depend on them) at W=16000 with 32 calibration clips and
+16 evaluation clips, it runs:
+
+1. one hefsweep trial on a cold stage cache (export, calibrate, reference, translate, optimize, compile,
+   emulate; isolated child processes, MLflow-free -- the pipeline alone);
+2. the same work as a bare script: quantize_static (calibration pass + quantization) + float and quantized
+   inference in ONNX Runtime, in-process;
+
+and prints seconds per stage, the ratio trial wall / bare compute, and peak RSS (parent and children).
+
+Usage: python bench/trial_cost.py [--models demo,paper] [--method minmax]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.audio import build_calibration_set, load_eval_set, make_demo_dataset  # noqa: E402
+from harness.cache import StageCache  # noqa: E402
+from harness.pipeline import Pipeline, TrialConfig  # noqa: E402
+from harness.space import load_space  # noqa: E402
+
+W = 16000
+
+
+def bare(onnx_path: Path, calib: np.ndarray, evals: np.ndarray, method: str, tmp: Path) -> dict[str, float]:
+    """The unavoidable compute, with no harness around it."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from harness.backends._ort import _reader, run_onnx
+
+    t0 = time.monotonic()
+    quantize_static(
+        str(onnx_path),
+        str(tmp / "bare_q.onnx"),
+        _reader("input", calib),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method],
+    )
+    t1 = time.monotonic()
+    run_onnx(onnx_path, evals)
+    t2 = time.monotonic()
+    run_onnx(tmp / "bare_q.onnx", evals)
+    t3 = time.monotonic()
+    return {"calibrate+quantize": t1 - t0, "float inference": t2 - t1, "quantized inference": t3 - t2}
+
+
+def bench(name: str, ckpt: Path, data: Path, method: str, tmp: Path) -> None:
+    space_file = tmp / f"{name}.yaml"
+    space_file.write_text(
+        f"study: bench-{name}\ncheckpoint: {ckpt}\n"
+        f"data: {{calibration: {data / 'calib'}, evaluation: {data / 'eval'}, eval_clips: 16}}\n"
+        f"stage_timeout: 1800\ndimensions: {{width: {W}, calib_size: 32, calib_clip_length: {W}}}\n"
+    )
+    space = load_space(space_file)
+    pipe = Pipeline(space, StageCache(tmp / f"cache-{name}"))
+    cfg = TrialConfig(width=W, calib_size=32, calib_clip_length=W, calib_fill="repeat", calib_method=method)
+    t0 = time.monotonic()
+    result = pipe.run(cfg)
+    wall = time.monotonic() - t0
+    if not result.ok:
+        raise SystemExit(f"{name}: trial failed: {result.failure.signature}\n{result.failure.message}")
+    onnx_path = Path(next(p for p, f in result.artifacts if f == "export"))
+    cs = build_calibration_set(data / "calib", sample_rate=16000, width=W, clip_length=W, policy="repeat", size=32)
+    ev = load_eval_set(data / "eval", sample_rate=16000, width=W, n_src=2, limit=16)
+    raw = bare(onnx_path, cs.data[:, None, None, :], ev.mixtures[:, None, None, :], method, tmp)
+    unavoidable = sum(raw.values())
+    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print(f"\n== {name}: W={W}, 32 calibration clips, 16 evaluation clips, {method} ==")
+    for stage, info in result.stages.items():
+        print(f"  {stage:<10} {info['seconds']:7.2f} s")
+    print(f"  {'trial wall':<10} {wall:7.2f} s")
+    print("  bare compute: " + ", ".join(f"{k} {v:.2f} s" for k, v in raw.items()) + f" = {unavoidable:.2f} s")
+    print(f"  trial wall / unavoidable compute (calibration+quantization+inference): {wall / unavoidable:.2f}x")
+    excl = wall - result.stages["export"]["seconds"]
+    print(f"  same, excluding the export stage (torch export + fidelity gate): {excl / unavoidable:.2f}x")
+    print(f"  si_snr_db {result.metrics['si_snr_db']:.2f}  worst {result.metrics['si_snr_worst_db']:.2f}")
+    print(f"  peak RSS: parent {self_rss:.0f} MiB, largest child {child_rss:.0f} MiB (so far in this process)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="demo,paper")
+    ap.add_argument("--method", default="minmax", choices=["minmax", "percentile"])
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hefsweep-bench-") as t:
+        tmp = Path(t)
+        data = tmp / "data"
+        make_demo_dataset(data, seed=0, n_calib=32, calib_seconds=1.0, n_eval=16, eval_seconds=1.0)
+        for name in args.models.split(","):
+            if name == "demo":
+                ckpt = ROOT / "assets" / "demo_convtasnet.pt"
+            else:
+                import torch
+
+                from harness.model import PAPER_CONFIG, ConvTasNet4D
+                from harness.model._checkpoint import save_checkpoint
+
+                torch.manual_seed(0)
+                ckpt = tmp / "paper.pt"
+                save_checkpoint(ConvTasNet4D(PAPER_CONFIG), ckpt)
+            bench(name, ckpt, data, args.method, tmp)
+
+
+if __name__ == "__main__":
+    main()
