@@ -142,7 +142,15 @@ class Pipeline:
 
     @property
     def sample_rate(self) -> int:
-        return int(self.model.config.sample_rate)
+        """The model's sample rate (audio must match it)."""
+        rate = self.model.config.sample_rate
+        if rate is None:
+            from harness.errors import CheckpointError
+
+            raise CheckpointError(
+                self.space.checkpoint, "model_args.sample_rate is None", "the sample rate the model was trained at"
+            )
+        return int(rate)
 
     def eval_set(self, width: int) -> Any:
         """The evaluation mixtures (and clean sources) fitted to ``width``."""
@@ -175,16 +183,22 @@ class Pipeline:
         width = self._first_width()
         self.eval_set(width)
         need = self.space.data.min_calibration_clips
-        for clip_length in _candidates(self.space.dimensions.calib_clip_length):
-            build_calibration_set(
+        audio_log = logging.getLogger("harness.audio")
+        level = audio_log.level
+        audio_log.setLevel(logging.ERROR)  # W-mismatch warnings belong to trials, not to this check
+        try:
+            for clip_length in _candidates(self.space.dimensions.calib_clip_length):
+                build_calibration_set(
                 self.space.data.calibration,
-                sample_rate=self.sample_rate,
-                width=width,
-                clip_length=clip_length,
-                policy="pad",
-                size=need,
-                min_clips=need,
-            )
+                    sample_rate=self.sample_rate,
+                    width=width,
+                    clip_length=clip_length,
+                    policy="pad",
+                    size=need,
+                    min_clips=need,
+                )
+        finally:
+            audio_log.setLevel(level)
 
     def _first_width(self) -> int:
         return int(_candidates(self.space.dimensions.width)[0])

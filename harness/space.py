@@ -26,6 +26,8 @@ Schema (every key optional unless marked; unknown keys are rejected)::
       calib_size: {low: 8, high: 16, step: 8}
       calib_method: [minmax, percentile]
       override_set: [none, io16]
+    enqueue:                           # configurations to try first (dimension -> value; others sampled)
+      - {prelu: keep, calib_fill: pad}
     override_sets:                     # names used by dimensions.override_set
       none: []
       io16:
@@ -172,6 +174,7 @@ class SearchSpace(BaseModel):
     fidelity_gate_db: float = 60.0
     dimensions: Dimensions = Dimensions()
     override_sets: dict[str, tuple[OverrideModel, ...]] = Field(default_factory=lambda: {"none": ()})
+    enqueue: tuple[dict[str, Scalar], ...] = ()
     source: Path | None = None
 
     @model_validator(mode="after")
@@ -181,6 +184,19 @@ class SearchSpace(BaseModel):
                 raise ValueError(
                     f"override_set {name!r} is not defined; expected one of {sorted(self.override_sets)}"
                 )
+        dims = dict(self.dimension_items())
+        for i, entry in enumerate(self.enqueue):
+            for key, value in entry.items():
+                if key not in dims:
+                    raise ValueError(f"enqueue[{i}]: {key!r} is not a dimension; expected one of {sorted(dims)}")
+                dim = dims[key]
+                ok = (
+                    dim.low <= value <= dim.high  # type: ignore[operator]
+                    if isinstance(dim, IntRange)
+                    else value in (dim if isinstance(dim, list) else [dim])
+                )
+                if not ok:
+                    raise ValueError(f"enqueue[{i}]: {key}={value!r} is outside the dimension {dim!r}")
         return self
 
     def override_set(self, name: str) -> OverrideSet:

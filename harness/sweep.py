@@ -76,7 +76,8 @@ class _Display:
     def trial(self, number: int, cfg: TrialConfig) -> None:
         p = cfg.to_dict()
         desc = " ".join(f"{k}={v}" for k, v in p.items())
-        self.label = f"[trial {number + 1}/{self.total}]"
+        self.count = getattr(self, "count", 0) + 1
+        self.label = f"[{self.count}/{self.total} trial #{number}]"
         self.stream.write(f"{self.label} {desc}\n")
         self.stream.flush()
 
@@ -95,7 +96,7 @@ class _Display:
             assert result.failure is not None
             what = f"FAILED  {result.failure.signature}"
         secs = sum(v for k, v in result.metrics.items() if k.startswith("time_"))
-        best_txt = f"best {best[0]:.2f} dB (trial {best[1] + 1})" if best else "best -"
+        best_txt = f"best {best[0]:.2f} dB (trial #{best[1]})" if best else "best -"
         self.stream.write(f"{self.label}   {what}  [{secs:.1f} s]  {best_txt}\n")
         self.stream.flush()
 
@@ -163,6 +164,7 @@ def run_sweep(
     """
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.monotonic()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -224,7 +226,7 @@ def run_sweep(
         display.done(result, _best(study, None, trial.number))
         raise _TrialFailed(sig)
 
-    for params in enqueue or ():
+    for params in [*space.enqueue, *(enqueue or ())]:
         study.enqueue_trial(params, skip_if_exists=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
@@ -255,6 +257,8 @@ def _log_result(tracker: Tracker, run_id: str, result: TrialResult) -> None:
     if result.failure is not None:
         tags["hefsweep.signature"] = result.failure.signature
         tags["hefsweep.failed_stage"] = result.failure.stage
+    if "calibration_key" in result.info:
+        tags["hefsweep.calibration_set"] = result.info["calibration_key"]
     fired = result.info.get("fired")
     if fired is not None:
         tags["hefsweep.substitutions_fired"] = ",".join(fired) or "none"

@@ -49,7 +49,7 @@ def test_sweep_logs_parent_and_children(tiny_checkpoint: Path, demo_data: Path, 
     out = io.StringIO()
     summary = run_sweep(space, trials=4, root=tmp_path / "mlruns", stream=out)
     assert summary.n_trials == 4 and summary.n_ok == 4, out.getvalue()
-    assert "[trial 4/4]" in out.getvalue() and "best" in out.getvalue()
+    assert "[4/4 trial #3]" in out.getvalue() and "best" in out.getvalue()
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("t")
@@ -119,3 +119,11 @@ def test_failures_are_classified_and_the_sweep_goes_on(tiny_checkpoint: Path, de
             assert "nearest" in f["message"]
             logs = [a.path for a in client.list_artifacts(r.info.run_id, "failed_optimize")]
             assert "failed_optimize/optimize.log" in logs
+
+
+def test_stage_timeout_is_a_classified_failure(tiny_checkpoint: Path, demo_data: Path, tmp_path: Path) -> None:
+    p = space_file(tmp_path, tiny_checkpoint, demo_data, "  width: 4000\n  calib_size: 2", name="to")
+    p.write_text(p.read_text().replace("stage_timeout: 120", "stage_timeout: 0.05"))
+    summary = run_sweep(load_space(p), trials=1, root=tmp_path / "mlruns", stream=io.StringIO())
+    # a spawned child cannot even import its backend in 50 ms: the first isolated stage times out
+    assert summary.signatures == {"translate:Timeout:0.05s": 1}

@@ -70,3 +70,14 @@ def test_bad_spaces_are_one_line_errors(tmp_path: Path, text: str, fragments: li
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_space(tmp_path / "nope.yaml")
+
+
+def test_enqueue_is_checked_against_dimensions(tmp_path: Path) -> None:
+    ok = load_space(write(tmp_path, GOOD + "enqueue:\n  - {prelu: relu, calib_size: 8}\n"))
+    assert ok.enqueue == ({"prelu": "relu", "calib_size": 8},)
+    with pytest.raises(ConfigError, match="'colour' is not a dimension"):
+        load_space(write(tmp_path, GOOD + "enqueue:\n  - {colour: red}\n"))
+    with pytest.raises(ConfigError, match="prelu='tanh' is outside"):
+        load_space(write(tmp_path, GOOD + "enqueue:\n  - {prelu: tanh}\n"))
+    with pytest.raises(ConfigError, match="calib_size=32 is outside"):
+        load_space(write(tmp_path, GOOD + "enqueue:\n  - {calib_size: 32}\n"))

@@ -1,0 +1,279 @@
+"""The Hailo Dataflow Compiler (DFC) backend: translate -> optimize -> compile -> emulate via ``hailo_sdk_client``.
+
+This package is the only code in the harness that imports ``hailo_sdk_client``, and it does so lazily: the
+import happens when a :class:`HailoBackend` is constructed (raising :class:`~harness.errors.BackendUnavailable`
+with an install hint when the DFC is missing) and inside each verb. Every DFC call cites its section of
+``dfc_api.md`` and the evidence label there ([C] confirmed in Hailo's or several public callers' code, [T] one
+third-party report, [I] inferred).
+
+Artifacts (all inside the verb's workdir, nothing else crosses the protocol but paths, dataclasses and arrays):
+
+- translate: ``model.har`` (parsed float model) and ``layer_map.json`` (HN layer -> type, ONNX ``original_names``);
+- optimize: ``model_script.alls`` (written *after* every override target was validated against the HN) and
+  ``model_quantized.har``;
+- compile: ``model.hef`` and ``model_compiled.har`` (the compiled HAR, for ``hailo profiler``);
+- emulate: returns ``[n, n_src, 1, W]`` float32 from ``SDK_QUANTIZED`` emulation.
+
+Layouts: the exported model is 4-D NCHW with H=1 (``input`` ``[1, 1, 1, W]``). The DFC takes and returns NHWC
+(dfc_api.md §3.2, §5.2 [C]), so calibration/inputs ``[n, 1, 1, W]`` become ``[n, 1, W, 1]`` and outputs
+``[n, 1, W, n_src]`` become ``[n, n_src, 1, W]`` (the same conversion HD used for Conv-TasNet, §8.1 [T]).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import re
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from harness.backends._protocol import Compiled, Optimized, OverrideSet, QuantSettings, Translated
+from harness.backends.hailo._layers import LayerTable, layer_map
+from harness.backends.hailo._script import build_script
+from harness.errors import BackendUnavailable, ConfigError
+
+__all__ = ["INSTALL_HINT", "KNOWN_HW_ARCHS", "HailoBackend", "layer_table"]
+
+INSTALL_HINT = (
+    "download the Dataflow Compiler wheel (hailo_dataflow_compiler-<version>-py3-none-linux_x86_64.whl) from the "
+    "Hailo Developer Zone (https://hailo.ai/developer-zone/software-downloads/, login required) and "
+    "`pip install` it into this environment; DFC 3.33 supports Python 3.10-3.12 and hailo8/hailo8l"
+)
+
+#: hw_arch values seen across DFC 3.x and 5.x (dfc_api.md §1.3) [C]; the installed DFC's own
+#: ``exposed_definitions.SUPPORTED_HW_ARCHS`` [C] takes precedence when it exists.
+KNOWN_HW_ARCHS = (
+    "hailo8",
+    "hailo8l",
+    "hailo8r",
+    "hailo10h",
+    "hailo10h2",
+    "hailo10p",
+    "hailo12l",
+    "hailo15h",
+    "hailo15m",
+    "hailo15l",
+    "mars",
+)
+
+_NET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _sdk() -> ModuleType:
+    """Import ``hailo_sdk_client`` or raise :class:`BackendUnavailable` with the install hint."""
+    try:
+        return importlib.import_module("hailo_sdk_client")
+    except ImportError as exc:
+        raise BackendUnavailable(
+            "backend 'hailo'",
+            f"hailo_sdk_client is not importable ({type(exc).__name__}: {exc})",
+            "the Hailo Dataflow Compiler (hailo_sdk_client) installed in this Python environment",
+            INSTALL_HINT,
+        ) from exc
+
+
+def layer_table(translated: Translated) -> LayerTable:
+    """The HN layers of a translated model, with ONNX ``original_names`` when ``layer_map.json`` is present.
+
+    For :func:`~harness.backends.hailo.explain` in the parent process, without loading the HAR (or the SDK).
+    """
+    path = translated.path.parent / "layer_map.json"
+    if path.is_file():
+        table: dict[str, dict[str, Any]] = json.loads(path.read_text())
+        return table
+    return list(translated.layers)
+
+
+def _input_layer(layers: dict[str, Any], onnx_input: str, net_name: str) -> str:
+    """The HN input layer holding ``onnx_input`` (matched through ``original_names``, as LUX does [C])."""
+    inputs = [name for name, layer in layers.items() if layer.get("type") == "input_layer"]
+    for name in inputs:
+        if onnx_input in layers[name].get("original_names", ()):
+            return name
+    return inputs[0] if len(inputs) == 1 else f"{net_name}/input_layer1"  # naming seen in LUX, HD (§1.5) [C]
+
+
+class HailoBackend:
+    """Hailo DFC backend (see the module docstring).
+
+    Args:
+        hw_arch: Target chip (``hailo8``, ``hailo8l``, ``hailo10h`` ...; dfc_api.md §1.3).
+        net_name: HN network name; HN layers are ``<net_name>/<layer>``. An identifier.
+        optimize_timeout: Suggested child-process timeout (s) for optimize, exposed as :attr:`stage_timeouts`.
+        compile_timeout: Suggested child-process timeout (s) for compile (real allocations take 30+ minutes).
+
+    Raises:
+        BackendUnavailable: ``hailo_sdk_client`` cannot be imported.
+        ConfigError: ``hw_arch`` is not supported by the installed DFC, or ``net_name``/timeouts are invalid.
+        TypeError: an unknown option (``get_backend`` turns it into a ``ConfigError``).
+    """
+
+    name = "hailo"
+
+    def __init__(
+        self,
+        hw_arch: str = "hailo8",
+        net_name: str = "convtas",
+        optimize_timeout: float | None = None,
+        compile_timeout: float | None = None,
+    ) -> None:
+        _sdk()
+        try:
+            # §1.1 [C] (HACE main.py): the installed DFC's own list of archs.
+            supported = tuple(importlib.import_module("hailo_sdk_client.exposed_definitions").SUPPORTED_HW_ARCHS)
+        except (ImportError, AttributeError):
+            supported = KNOWN_HW_ARCHS
+        if hw_arch not in supported:
+            raise ConfigError("backend option hw_arch", repr(hw_arch), f"one of {list(supported)}")
+        if not isinstance(net_name, str) or not _NET_NAME.fullmatch(net_name):
+            raise ConfigError("backend option net_name", repr(net_name), "an identifier such as 'convtas'")
+        timeouts = {"optimize": optimize_timeout, "compile": compile_timeout}
+        for stage, value in timeouts.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
+                raise ConfigError(f"backend option {stage}_timeout", repr(value), "a positive number of seconds")
+        self.hw_arch = hw_arch
+        self.net_name = net_name
+        #: Per-stage timeouts the pipeline may use for its child processes (only the ones given).
+        self.stage_timeouts: dict[str, float] = {k: float(v) for k, v in timeouts.items() if v is not None}
+
+    def versions(self) -> dict[str, str]:
+        """DFC version, target hw_arch and (when ``hailo_platform`` is importable) the HailoRT version."""
+        out = {"hailo_dfc": str(_sdk().__version__), "hw_arch": self.hw_arch}  # §1.1 [C] __version__ (LUX)
+        if importlib.util.find_spec("hailo_platform") is not None:
+            try:
+                out["hailort"] = importlib.metadata.version("hailort")  # the HailoRT wheel's name [I]
+            except importlib.metadata.PackageNotFoundError:
+                out["hailort"] = str(getattr(importlib.import_module("hailo_platform"), "__version__", "unknown"))
+        return out
+
+    def _runner(self, har: Path | None = None) -> Any:
+        sdk = _sdk()
+        if har is None:
+            return sdk.ClientRunner(hw_arch=self.hw_arch)  # §1.2 [C]: keyword hw_arch (MZ, LUX)
+        return sdk.ClientRunner(hw_arch=self.hw_arch, har=str(har))  # §1.2 [C]: har= loads a saved HAR (MZ, LUX)
+
+    # -- translate ---------------------------------------------------------------------------------------
+    def translate(self, onnx_path: Path, workdir: Path) -> Translated:
+        """Parse the ONNX model into a HAR; list its HN layers; write the HN -> ONNX layer map."""
+        import onnx
+
+        model = onnx.load(str(onnx_path), load_external_data=False)
+        initializers = {t.name for t in model.graph.initializer}
+        inputs = [i for i in model.graph.input if i.name not in initializers]
+        if len(inputs) != 1:
+            raise ValueError(f"{onnx_path}: {len(inputs)} inputs; expected exactly one")
+        dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
+        if len(dims) != 4 or dims[:3] != [1, 1, 1] or dims[3] <= 0:
+            raise ValueError(f"{onnx_path}: input shape {dims}; expected [1, 1, 1, W]")
+        outputs = {o.name for o in model.graph.output}
+        end_nodes = [n.name for n in model.graph.node if outputs & set(n.output)]
+        workdir.mkdir(parents=True, exist_ok=True)
+
+        runner = self._runner()
+        # §1.4 [C]: start/end are ONNX names (LUX passes input names as start nodes), net_input_shapes is
+        # {onnx_input: NCHW shape} (LUX, HD [1, 1, 1, 16000]).
+        runner.translate_onnx_model(
+            str(onnx_path),
+            self.net_name,
+            start_node_names=[inputs[0].name],
+            end_node_names=end_nodes,
+            net_input_shapes={inputs[0].name: [1, 1, 1, dims[3]]},
+        )
+        har = workdir / "model.har"
+        runner.save_har(str(har))  # §1.5 [C]
+        layers = runner.get_hn_dict()["layers"]  # §1.5, §4.2 [C]: scoped names -> dicts with original_names
+        (workdir / "layer_map.json").write_text(json.dumps(layer_map(layers), indent=2))
+        return Translated(
+            path=har,
+            input_name=_input_layer(layers, inputs[0].name, self.net_name),
+            width=dims[3],
+            layers=tuple(layers),
+        )
+
+    # -- optimize ----------------------------------------------------------------------------------------
+    def optimize(
+        self,
+        translated: Translated,
+        calibration: np.ndarray,
+        overrides: OverrideSet,
+        settings: QuantSettings,
+        workdir: Path,
+        reuse_dir: Path | None = None,
+    ) -> Optimized:
+        """Validate overrides against the HN, write and load the model script, quantize with calibration data.
+
+        ``reuse_dir`` is not used: the DFC does not expose reusable calibration statistics publicly.
+
+        Raises:
+            OverrideTargetNotFound: an override names no HN layer (raised before anything is written).
+            ValueError: the calibration array is not ``[n, 1, 1, W]``.
+        """
+        if calibration.ndim != 4 or calibration.shape[1:3] != (1, 1) or calibration.shape[3] != translated.width:
+            raise ValueError(
+                f"calibration array shape {calibration.shape}; expected [n, 1, 1, {translated.width}]"
+            )
+        runner = self._runner(translated.path)
+        layers = runner.get_hn_dict()["layers"]  # §4.2 [C]
+        script = build_script(overrides, settings, layers, calibset_size=int(calibration.shape[0]))
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        alls = script.write(workdir / "model_script.alls")
+        runner.load_model_script(script.text)  # §2.1 [C]: script text, loaded before optimize()
+        data = np.ascontiguousarray(np.transpose(calibration, (0, 2, 3, 1)), dtype=np.float32)  # NCHW -> NHWC
+        input_layer = translated.input_name if translated.input_name in layers else _input_layer(layers, "input", self.net_name)
+        # §3.1 [C]: positional calib_data; §3.2 [C]: dict {HN input layer: NHWC float32} (LUX, HD).
+        runner.optimize({input_layer: data})
+        out = workdir / "model_quantized.har"
+        runner.save_har(str(out))  # §1.5 [C]
+        info = {
+            "hw_arch": self.hw_arch,
+            "net_name": self.net_name,
+            "dfc_version": str(_sdk().__version__),
+            "calibset_size": int(calibration.shape[0]),
+            "input_layer": input_layer,
+            **script.info(),
+        }
+        return Optimized(path=out, script=alls, applied=script.applied, ignored=script.ignored, info=info)
+
+    # -- compile -----------------------------------------------------------------------------------------
+    def compile(self, optimized: Optimized, workdir: Path) -> Compiled:
+        """Compile the quantized HAR to ``model.hef``."""
+        runner = self._runner(optimized.path)
+        hef = runner.compile()  # §4.1 [C]: returns the HEF as bytes
+        workdir.mkdir(parents=True, exist_ok=True)
+        out = workdir / "model.hef"
+        out.write_bytes(hef)
+        runner.save_har(str(workdir / "model_compiled.har"))  # §4.1 [C]: a compiled HAR carries the HEF
+        info = {
+            "hw_arch": self.hw_arch,
+            "dfc_version": str(_sdk().__version__),
+            "size_bytes": len(hef),
+            "sha256": hashlib.sha256(hef).hexdigest(),
+        }
+        return Compiled(path=out, info=info)
+
+    # -- emulate -----------------------------------------------------------------------------------------
+    def emulate(self, target: Optimized, inputs: np.ndarray) -> np.ndarray:
+        """Quantized emulation (``SDK_QUANTIZED``) of ``[n, 1, 1, W]`` inputs -> ``[n, n_src, 1, W]`` float32."""
+        if inputs.ndim != 4 or inputs.shape[1:3] != (1, 1):
+            raise ValueError(f"emulation inputs shape {inputs.shape}; expected [n, 1, 1, W]")
+        sdk = _sdk()
+        runner = self._runner(target.path)
+        data = np.ascontiguousarray(np.transpose(inputs, (0, 2, 3, 1)), dtype=np.float32)
+        # §5.1/§5.2 [C]: infer_context(InferenceContext.SDK_QUANTIZED) + infer(ctx, NHWC array).
+        with runner.infer_context(sdk.InferenceContext.SDK_QUANTIZED) as ctx:
+            result = runner.infer(ctx, data)
+        if isinstance(result, list | tuple):  # §5.2 [C]: a list in output_layers_order for multi-output models
+            result = result[0]
+        y = np.asarray(result, dtype=np.float32)
+        if y.ndim == 3:  # NWC without the H axis, as HailoRT may return for H=1 (§8.1) [T]
+            y = y[:, None]
+        if y.ndim != 4 or y.shape[0] != inputs.shape[0] or y.shape[1] != 1 or y.shape[2] != inputs.shape[3]:
+            raise ValueError(f"emulated output shape {y.shape}; expected NHWC [{inputs.shape[0]}, 1, {inputs.shape[3]}, n_src]")
+        return np.ascontiguousarray(np.transpose(y, (0, 3, 1, 2)))  # NHWC -> [n, n_src, 1, W]

@@ -1,0 +1,214 @@
+"""Model-script (``.alls``) generation from an override set and quantization settings.
+
+Every command and keyword below is the form seen in Hailo's own model scripts (dfc_api.md §2, evidence [C]
+unless noted):
+
+- ``model_optimization_flavor(optimization_level=N, compression_level=M)`` (§2.3);
+- ``model_optimization_config(calibration, batch_size=B, calibset_size=N)`` (§2.4);
+- ``model_optimization_config(negative_exponent, layers=[...], rank=0)`` (§2.5; ``rank=0`` is the only value
+  Hailo uses, its meaning is undocumented);
+- ``quantization_param([...], precision_mode=a16_w16)`` (§2.6);
+- ``pre_quantization_optimization(activation_clipping, layers=[...], mode=percentile, clipping_values=[lo, hi])``
+  (§2.7).
+
+Safety: script text is never built from user input. Override patterns are first resolved against the HN
+(:func:`~harness.backends.hailo._layers.match_patterns`, which raises
+:class:`~harness.backends.OverrideTargetNotFound`), and only the resulting HN names -- each checked against a
+strict ``[net/]identifier`` pattern -- and numbers formatted here enter the text. An override that cannot be
+validated therefore never reaches ``load_model_script``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.backends._protocol import Override, OverrideSet, QuantSettings
+from harness.backends.hailo._layers import LayerTable, match_patterns
+from harness.errors import ConfigError
+
+__all__ = ["DEFAULT_BATCH_SIZE", "ModelScript", "build_script", "safe_layer_name"]
+
+#: The DFC's default calibration batch size (dfc_api.md §2.8: ``DEFAULT_BATCH_SIZE`` is 8) [T].
+DEFAULT_BATCH_SIZE = 8
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)?")
+_OPT_LEVELS = range(0, 5)  # MZ uses 0-4 (§2.3) [C]
+_COMP_LEVELS = range(0, 6)  # MZ uses 0-5 (§2.3) [C]
+
+
+@dataclass(frozen=True)
+class ModelScript:
+    """A generated model script and what it does.
+
+    Attributes:
+        text: The ``.alls`` text (newline-terminated).
+        applied: One human-readable line per override or setting that entered the script.
+        ignored: Settings the DFC has no model-script equivalent for, with the reason.
+        negative_exponent: HN layers given ``negative_exponent``.
+        precision16: HN layers set to 16-bit (``a16_w16``), not counting a global ``{*}``.
+        clipped: HN layers with activation clipping, not counting a global ``{*}``.
+    """
+
+    text: str
+    applied: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+    negative_exponent: tuple[str, ...] = ()
+    precision16: tuple[str, ...] = ()
+    clipped: tuple[str, ...] = ()
+
+    def write(self, path: Path) -> Path:
+        """Write the text to ``path`` and return it."""
+        path.write_text(self.text)
+        return path
+
+    def info(self) -> dict[str, Any]:
+        """JSON-serialisable facts for :attr:`Optimized.info`."""
+        return {
+            "negative_exponent_layers": list(self.negative_exponent),
+            "precision16_layers": list(self.precision16),
+            "clipped_layers": list(self.clipped),
+        }
+
+
+def safe_layer_name(name: str) -> str:
+    """Return ``name`` if it may appear in a model script.
+
+    Raises:
+        ConfigError: ``name`` is not ``identifier`` or ``net/identifier`` (quotes, brackets, newlines, globs ...).
+    """
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"layer {name!r}", "a name the model script cannot carry safely", "[net/]identifier")
+    return name
+
+
+def _num(value: float) -> str:
+    if not math.isfinite(value):
+        raise ConfigError("model script number", repr(value), "a finite number")
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
+def _list(names: Sequence[str]) -> str:
+    return "[" + ", ".join(safe_layer_name(n) for n in names) + "]"
+
+
+def _level(ov: Override, allowed: range) -> int:
+    v = ov.value
+    if isinstance(v, bool) or not isinstance(v, int | float) or int(v) != v or int(v) not in allowed:
+        raise ConfigError(f"override {ov.kind}", repr(v), f"an integer in [{allowed.start}, {allowed.stop - 1}]")
+    return int(v)
+
+
+def _percentile(ov_or_value: Any, what: str) -> float:
+    v = ov_or_value
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 50.0 < float(v) <= 100.0:
+        raise ConfigError(what, repr(v), "a percentile in (50, 100], e.g. 99.99")
+    return float(v)
+
+
+def build_script(
+    overrides: OverrideSet,
+    settings: QuantSettings,
+    layers: LayerTable,
+    *,
+    calibset_size: int,
+    batch_size: int | None = None,
+) -> ModelScript:
+    """Build the model script for one trial.
+
+    Args:
+        overrides: The trial's override set (patterns over HN layer names, see :func:`match_patterns`).
+        settings: Backend-neutral quantization settings (method, default bit widths ...).
+        layers: The HN layers (``get_hn_dict()["layers"]``, or only their names).
+        calibset_size: Number of calibration samples handed to ``optimize()``.
+        batch_size: Calibration batch size; default ``min(8, calibset_size)``.
+
+    Returns:
+        The :class:`ModelScript`. Nothing is written.
+
+    Raises:
+        OverrideTargetNotFound: an override pattern matches no HN layer (raised before any text exists).
+        ConfigError: an override value is out of range, or a layer name is unsafe.
+    """
+    if calibset_size < 1:
+        raise ConfigError("calibration set", f"{calibset_size} samples", "at least 1 sample")
+    batch = batch_size if batch_size is not None else min(DEFAULT_BATCH_SIZE, calibset_size)
+    resolved = match_patterns([p for ov in overrides.overrides for p in (ov.layers or ("*",))], layers)
+
+    def targets(ov: Override) -> list[str]:
+        return list(dict.fromkeys(n for p in (ov.layers or ("*",)) for n in resolved[p]))
+
+    flavor: dict[str, int] = {}
+    body: list[str] = []
+    applied: list[str] = []
+    ignored: list[str] = []
+    negexp: list[str] = []
+    p16: list[str] = []
+    clipped: list[str] = []
+
+    # Backend-neutral settings first, so that per-layer overrides below take precedence.
+    if settings.method == "percentile":
+        p = _percentile(settings.percentile, "settings.percentile")
+        body.append(
+            "pre_quantization_optimization(activation_clipping, layers={*}, mode=percentile, "
+            f"clipping_values=[{_num(100.0 - p)}, {_num(p)}])"
+        )
+        applied.append(f"percentile calibration: activation clipping at [{_num(100.0 - p)}, {_num(p)}] on all layers")
+    elif settings.method == "entropy":
+        ignored.append("method=entropy: no public DFC model-script equivalent; the DFC's default statistics are used")
+    if settings.activation_bits == 16:
+        mode = "a16_w16" if settings.weight_bits == 16 else "a16_w8"
+        body.append(f"quantization_param({{*}}, precision_mode={mode})")
+        applied.append(f"{mode} on all layers")
+    elif settings.weight_bits == 16:
+        ignored.append("weight_bits=16 with 8-bit activations: no such DFC precision mode (a8_w16)")
+    if not settings.per_channel:
+        ignored.append("per_channel=False: the DFC chooses weight quantization granularity itself")
+
+    for ov in overrides.overrides:
+        if ov.kind == "optimization_level":
+            flavor["optimization_level"] = _level(ov, _OPT_LEVELS)
+            applied.append(f"optimization_level={flavor['optimization_level']}")
+        elif ov.kind == "compression_level":
+            flavor["compression_level"] = _level(ov, _COMP_LEVELS)
+            applied.append(f"compression_level={flavor['compression_level']}")
+        elif ov.kind == "negative_exponent":
+            names = targets(ov)
+            rank = 0 if ov.value is None else _level(ov, range(0, 2))
+            body.append(f"model_optimization_config(negative_exponent, layers={_list(names)}, rank={rank})")
+            negexp += names
+            applied.append(f"negative_exponent on {len(names)} layers ({', '.join(ov.layers) or '*'})")
+        elif ov.kind == "precision16":
+            names = targets(ov)
+            body.append(f"quantization_param({_list(names)}, precision_mode=a16_w16)")
+            p16 += names
+            applied.append(f"precision16 on {len(names)} layers ({', '.join(ov.layers) or '*'})")
+        elif ov.kind == "activation_clipping":
+            names = targets(ov)
+            p = _percentile(99.99 if ov.value is None else ov.value, "override activation_clipping value")
+            body.append(
+                f"pre_quantization_optimization(activation_clipping, layers={_list(names)}, mode=percentile, "
+                f"clipping_values=[{_num(100.0 - p)}, {_num(p)}])"
+            )
+            clipped += names
+            applied.append(f"activation_clipping at {_num(p)} on {len(names)} layers ({', '.join(ov.layers) or '*'})")
+        else:  # pragma: no cover - OverrideKind is a closed Literal
+            raise ConfigError(f"override kind {ov.kind!r}", "unknown", "a kind from harness.backends.Override")
+
+    head = []
+    if flavor:
+        head.append("model_optimization_flavor(" + ", ".join(f"{k}={v}" for k, v in flavor.items()) + ")")
+    head.append(f"model_optimization_config(calibration, batch_size={int(batch)}, calibset_size={int(calibset_size)})")
+    return ModelScript(
+        text="\n".join(head + body) + "\n",
+        applied=tuple(applied),
+        ignored=tuple(ignored),
+        negative_exponent=tuple(dict.fromkeys(negexp)),
+        precision16=tuple(dict.fromkeys(p16)),
+        clipped=tuple(dict.fromkeys(clipped)),
+    )

@@ -1,0 +1,475 @@
+"""Automatic repair of classified optimize/compile failures inside one trial.
+
+A table maps failure signatures to ordered candidate fixes; each fix turns the trial's current
+:class:`~harness.backends.OverrideSet` into a new one (e.g. ``negative_exponent`` on the layer the failure
+resolved to, then 16-bit on it, then the next rule). The module is backend-neutral: it sees signatures,
+parsed groups and an already *resolved* layer name (for Hailo, from
+:func:`harness.backends.hailo.explain`), never an SDK.
+
+Two ways to use it:
+
+- :func:`run_repairs` drives the whole loop over an ``attempt(overrides) -> Attempt`` callable (optimize +
+  compile for one override set) and returns a :class:`RepairOutcome`;
+- or write the loop yourself with :func:`next_fix` + :class:`RepairLog` (``record`` / ``finish`` / ``write``).
+
+Stopping rules (no progress is detected from signatures):
+
+- success (the attempt returned no failure);
+- a signature seen earlier comes back after a *different* one in between (a cycle: a fix undid another);
+- the same signature repeats and its rule has no untried fix left (``repeated_signature``);
+- a new signature has no applicable fix (``no_fix``);
+- ``max_repairs`` fixes were applied (``max_repairs``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from harness.backends._protocol import Override, OverrideKind, OverrideSet
+from harness.failures import Failure
+
+__all__ = [
+    "RULES",
+    "AddOverride",
+    "Attempt",
+    "DropKind",
+    "Fix",
+    "FixTemplate",
+    "RepairLog",
+    "RepairOutcome",
+    "RepairRule",
+    "Retarget",
+    "SetGlobal",
+    "family_pattern",
+    "next_fix",
+    "run_repairs",
+]
+
+
+@dataclass(frozen=True)
+class Fix:
+    """One candidate repair.
+
+    Attributes:
+        name: Unique key (``negative_exponent:convtas/avgpool6``); a fix is tried at most once per trial.
+        overrides: The complete override set to retry with.
+        description: One line for logs.
+    """
+
+    name: str
+    overrides: OverrideSet
+    description: str
+
+
+class FixTemplate(Protocol):
+    """Proposes a :class:`Fix` for a failure, or None when it does not apply (or would change nothing)."""
+
+    def propose(self, failure: Failure, layer: str | None, current: OverrideSet) -> Fix | None:
+        """``layer`` is the resolved layer (None when the failure names none or it did not resolve)."""
+        ...
+
+
+def _bare(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def family_pattern(layer: str) -> str | None:
+    """``convtas/avgpool6`` -> ``convtas/avgpool*`` (layers named ``<type><index>``); None without an index."""
+    m = re.fullmatch(r"(.*?[A-Za-z_])\d+", layer)
+    return f"{m.group(1)}*" if m else None
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def _covers(pattern: str, layer: str) -> bool:
+    return pattern == layer or fnmatch.fnmatchcase(layer, pattern) or fnmatch.fnmatchcase(_bare(layer), pattern)
+
+
+def _renamed(current: OverrideSet) -> str:
+    m = re.fullmatch(r"(.*)\+r(\d+)", current.name)
+    return f"{m.group(1)}+r{int(m.group(2)) + 1}" if m else f"{current.name}+r1"
+
+
+@dataclass(frozen=True)
+class AddOverride:
+    """Add ``kind`` on the resolved layer (``scope="layer"``) or on its whole family (``scope="family"``).
+
+    The family form (``convtas/avgpool*``) applies only when the current set already gives ``kind`` to another
+    member of the family: the failure moved along the family after a per-layer fix, so fixing one layer at a
+    time would take as many retries as the family has members.
+    """
+
+    kind: OverrideKind
+    scope: Literal["layer", "family"] = "layer"
+    value: float | int | str | None = None
+
+    def propose(self, failure: Failure, layer: str | None, current: OverrideSet) -> Fix | None:
+        if layer is None:
+            return None
+        existing = [p for ov in current.overrides if ov.kind == self.kind for p in ov.layers]
+        if self.scope == "family":
+            target = family_pattern(layer)
+            if target is None or target in existing:
+                return None
+            if not any(not _is_glob(p) and p != layer and family_pattern(p) == target for p in existing):
+                return None
+            what = f"{self.kind} on every {_bare(target)} layer (a sibling fix moved the failure along the family)"
+        else:
+            target = layer
+            if any(_covers(p, layer) for p in existing):
+                return None
+            what = f"{self.kind} on {layer}"
+        overrides = OverrideSet(_renamed(current), (*current.overrides, Override(self.kind, (target,), self.value)))
+        return Fix(f"{self.kind}:{target}", overrides, what)
+
+
+@dataclass(frozen=True)
+class DropKind:
+    """Remove every override of ``kind`` (e.g. 16-bit layers when the allocator runs out of resources)."""
+
+    kind: OverrideKind
+
+    def propose(self, failure: Failure, layer: str | None, current: OverrideSet) -> Fix | None:
+        kept = tuple(ov for ov in current.overrides if ov.kind != self.kind)
+        if len(kept) == len(current.overrides):
+            return None
+        return Fix(f"drop:{self.kind}", OverrideSet(_renamed(current), kept), f"remove all {self.kind} overrides")
+
+
+@dataclass(frozen=True)
+class SetGlobal:
+    """Set a global override (``optimization_level`` / ``compression_level``) to ``value``."""
+
+    kind: OverrideKind
+    value: int
+
+    def propose(self, failure: Failure, layer: str | None, current: OverrideSet) -> Fix | None:
+        if any(ov.kind == self.kind and ov.value == self.value for ov in current.overrides):
+            return None
+        kept = tuple(ov for ov in current.overrides if ov.kind != self.kind)
+        overrides = OverrideSet(_renamed(current), (*kept, Override(self.kind, (), self.value)))
+        return Fix(f"{self.kind}={self.value}", overrides, f"set {self.kind} to {self.value}")
+
+
+@dataclass(frozen=True)
+class Retarget:
+    """Replace an override target the model does not have by the layer it resolves to, or drop it."""
+
+    def propose(self, failure: Failure, layer: str | None, current: OverrideSet) -> Fix | None:
+        named = failure.groups.get("layer")
+        if not named:
+            return None
+        out: list[Override] = []
+        hit = False
+        for ov in current.overrides:
+            if not any(p == named or _bare(p) == _bare(named) for p in ov.layers):
+                out.append(ov)
+                continue
+            hit = True
+            kept = [layer if (p == named or _bare(p) == _bare(named)) else p for p in ov.layers]
+            kept = list(dict.fromkeys(p for p in kept if p))
+            if kept:  # an override left with no layers would mean "every layer": drop it instead
+                out.append(Override(ov.kind, tuple(kept), ov.value))
+        if not hit:
+            return None
+        verb = f"retarget {named} -> {layer}" if layer else f"drop target {named} (no such layer)"
+        return Fix(f"retarget:{named}->{layer or '-'}", OverrideSet(_renamed(current), tuple(out)), verb)
+
+
+@dataclass(frozen=True)
+class RepairRule:
+    """One row of the repair table.
+
+    Attributes:
+        signature: Regex full-matched against :attr:`Failure.signature`.
+        fixes: Candidate fixes, in order; the first applicable untried one is used.
+        note: Why these fixes.
+        message: Optional regex that must also be found in the failure message.
+    """
+
+    signature: str
+    fixes: tuple[FixTemplate, ...]
+    note: str = ""
+    message: str | None = None
+
+
+_STAGE_EXC = r"[A-Za-z_]+:[A-Za-z_][A-Za-z0-9_]*"
+
+#: The repair table, in priority order. When every fix of the first matching rule was tried, the next matching
+#: rule is consulted.
+RULES: tuple[RepairRule, ...] = (
+    RepairRule(
+        r"[A-Za-z_]+:NegativeSlopeExponentNonFixable:.+",
+        (
+            AddOverride("negative_exponent", "family"),
+            AddOverride("negative_exponent"),
+            AddOverride("precision16", "family"),
+            AddOverride("precision16"),
+            AddOverride("activation_clipping", value=99.99),
+        ),
+        "shift needs more bits than the op has: negative_exponent (Hailo's recipe), then 16 data bits, then a "
+        "narrower range (dfc_api.md §6 levers 1-3)",
+    ),
+    RepairRule(
+        _STAGE_EXC + r":.+",
+        (Retarget(),),
+        "an override names a layer the model does not have: use the layer it stands for, or drop it",
+        message=r"not found in model",
+    ),
+    RepairRule(
+        r"[A-Za-z_]+:AccelerasUnsupportedError:unsupported_layers",
+        (DropKind("precision16"),),
+        "16-bit is not supported on some layers",
+    ),
+    RepairRule(
+        r"[A-Za-z_]+:AccelerasResourceError:.+",
+        (SetGlobal("optimization_level", 1),),
+        "optimizer out of GPU memory: level 1 skips fine-tuning (QFT)",
+    ),
+    RepairRule(
+        r"compile:[A-Za-z_][A-Za-z0-9_]*:(agent_infeasible|memory_capacity|no_valid_partition|mapping_timeout)",
+        (DropKind("precision16"), SetGlobal("compression_level", 2)),
+        "allocation failed: 16-bit layers double buffer sizes; compression moves weights to 4 bits",
+    ),
+)
+
+
+def next_fix(
+    failure: Failure,
+    resolved_layer: str | None,
+    current: OverrideSet,
+    tried: set[str] | frozenset[str],
+    rules: Sequence[RepairRule] = RULES,
+) -> Fix | None:
+    """The next fix to try for ``failure``.
+
+    Args:
+        failure: The classified failure.
+        resolved_layer: The model layer the failure's layer name stands for (an HN layer for Hailo). Layer-level
+            fixes need it; pass None when the name did not resolve (never the raw optimizer-invented name).
+        current: The override set that failed.
+        tried: Names of fixes already applied in this trial.
+        rules: The repair table.
+
+    Returns:
+        The first applicable fix not in ``tried``, or None.
+    """
+    for rule in rules:
+        if not re.fullmatch(rule.signature, failure.signature):
+            continue
+        if rule.message is not None and not re.search(rule.message, failure.message):
+            continue
+        for template in rule.fixes:
+            fix = template.propose(failure, resolved_layer, current)
+            if fix is not None and fix.name not in tried:
+                return fix
+    return None
+
+
+@dataclass
+class RepairLog:
+    """Per-iteration record of a repair loop, written as ``compile_failure.txt`` and ``compile_failure.json``."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: str | None = None
+
+    def record(
+        self,
+        iteration: int,
+        failure: Failure | None,
+        resolved_layer: str | None = None,
+        fix: Fix | None = None,
+        seconds: float = 0.0,
+    ) -> dict[str, Any]:
+        """Append one iteration (``failure`` None = the attempt succeeded) and return its entry."""
+        entry: dict[str, Any] = {
+            "iteration": iteration,
+            "stage": failure.stage if failure else None,
+            "signature": failure.signature if failure else None,
+            "layer": failure.groups.get("layer") if failure else None,
+            "resolved_layer": resolved_layer,
+            "fix": fix.name if fix else None,
+            "fix_description": fix.description if fix else None,
+            "overrides_after_fix": fix.overrides.to_dict() if fix else None,
+            "seconds": round(float(seconds), 3),
+            "numbers": dict(failure.numbers) if failure else {},
+            "result": "failed" if failure else "success",
+        }
+        self.entries.append(entry)
+        return entry
+
+    def finish(self, stop_reason: str) -> None:
+        """Record why the loop stopped (``success``, ``repeated_signature``, ``no_fix``, ``max_repairs`` ...)."""
+        self.stop_reason = stop_reason
+
+    @property
+    def signatures(self) -> list[str]:
+        """Failure signatures in order."""
+        return [e["signature"] for e in self.entries if e["signature"]]
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the last attempt succeeded."""
+        return bool(self.entries) and self.entries[-1]["result"] == "success"
+
+    @property
+    def first_signature(self) -> str | None:
+        """The first failure's signature."""
+        return self.signatures[0] if self.signatures else None
+
+    @property
+    def final_signature(self) -> str | None:
+        """The last attempt's signature (None when it succeeded)."""
+        return self.entries[-1]["signature"] if self.entries else None
+
+    @property
+    def changed(self) -> bool:
+        """Whether the outcome moved away from the first failure (to another signature or to success)."""
+        return self.first_signature is not None and self.final_signature != self.first_signature
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``compile_failure.json`` content."""
+        return {
+            "iterations": len(self.entries),
+            "stop_reason": self.stop_reason,
+            "succeeded": self.succeeded,
+            "first_signature": self.first_signature,
+            "final_signature": self.final_signature,
+            "signature_changed": self.changed,
+            "entries": self.entries,
+        }
+
+    def to_text(self) -> str:
+        """The ``compile_failure.txt`` content: a header, then one line per iteration."""
+        lines = [
+            f"# repair log: {len(self.entries)} iterations, stop: {self.stop_reason or '-'}",
+            f"# first signature: {self.first_signature or '-'}",
+            f"# final signature: {self.final_signature or '(success)'}; changed: {'yes' if self.changed else 'no'}",
+        ]
+        for e in self.entries:
+            if e["result"] == "success":
+                lines.append(f"{e['iteration']} success {e['seconds']:.1f}s")
+                continue
+            lines.append(
+                f"{e['iteration']} {e['stage']} {e['seconds']:.1f}s {e['signature']} layer={e['layer'] or '-'} "
+                f"resolved={e['resolved_layer'] or '-'} fix={e['fix'] or '-'}"
+            )
+        return "\n".join(lines) + "\n"
+
+    def write(self, directory: Path) -> tuple[Path, Path]:
+        """Write ``compile_failure.txt`` and ``compile_failure.json`` into ``directory`` (atomically each)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = (directory / "compile_failure.txt", directory / "compile_failure.json")
+        for path, text in zip(paths, (self.to_text(), json.dumps(self.to_dict(), indent=2)), strict=True):
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        return paths
+
+    def tags(self) -> dict[str, str]:
+        """MLflow tags: first/final signature, whether it changed, iterations, stop reason."""
+        return {
+            "repair.first_signature": self.first_signature or "",
+            "repair.final_signature": self.final_signature or "success",
+            "repair.signature_changed": str(self.changed).lower(),
+            "repair.iterations": str(len(self.entries)),
+            "repair.stop_reason": self.stop_reason or "",
+        }
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one attempt (optimize + compile with one override set) returned.
+
+    Attributes:
+        failure: The classified failure, or None on success.
+        resolved_layer: The model layer the failure's layer resolves to (see :func:`next_fix`).
+        seconds: Wall time of the attempt.
+        value: Anything the caller wants back from the successful attempt (e.g. the compiled artifact).
+    """
+
+    failure: Failure | None = None
+    resolved_layer: str | None = None
+    seconds: float = 0.0
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class RepairOutcome:
+    """How a repair loop ended.
+
+    Attributes:
+        succeeded: The last attempt succeeded.
+        overrides: The override set of the last attempt.
+        stop_reason: ``success``, ``repeated_signature``, ``no_fix`` or ``max_repairs``.
+        log: The per-iteration log.
+        value: The successful attempt's ``value``.
+    """
+
+    succeeded: bool
+    overrides: OverrideSet
+    stop_reason: str
+    log: RepairLog
+    value: Any = None
+
+
+def run_repairs(
+    attempt: Callable[[OverrideSet], Attempt],
+    initial: OverrideSet,
+    *,
+    max_repairs: int = 6,
+    log: RepairLog | None = None,
+    rules: Sequence[RepairRule] = RULES,
+) -> RepairOutcome:
+    """Attempt, classify, fix and retry until success or no progress (see the module docstring).
+
+    Args:
+        attempt: Runs the failing stages with an override set; returns an :class:`Attempt`. Only *classified*
+            failures should come back as ``Attempt.failure``; programming errors should propagate.
+        initial: The trial's own override set.
+        max_repairs: Maximum number of fixes applied (attempts = fixes + 1).
+        log: A log to append to (a new one by default).
+        rules: The repair table.
+
+    Returns:
+        The :class:`RepairOutcome`; ``outcome.log`` can be written with :meth:`RepairLog.write`.
+    """
+    log = log if log is not None else RepairLog()
+    current, tried, seen = initial, set(), []
+    iteration = 0
+    while True:
+        iteration += 1
+        start = time.monotonic()
+        result = attempt(current)
+        seconds = result.seconds or (time.monotonic() - start)
+        if result.failure is None:
+            log.record(iteration, None, seconds=seconds)
+            log.finish("success")
+            return RepairOutcome(True, current, "success", log, result.value)
+        sig = result.failure.signature
+        cycle = sig in seen and seen[-1] != sig
+        fix = None
+        if not cycle and iteration - 1 < max_repairs:
+            fix = next_fix(result.failure, result.resolved_layer, current, tried, rules)
+        log.record(iteration, result.failure, result.resolved_layer, fix, seconds)
+        if fix is None:
+            reason = (
+                "max_repairs" if iteration - 1 >= max_repairs and not cycle
+                else "repeated_signature" if cycle or sig in seen
+                else "no_fix"
+            )
+            log.finish(reason)
+            return RepairOutcome(False, current, reason, log)
+        seen.append(sig)
+        tried.add(fix.name)
+        current = fix.overrides

@@ -1,0 +1,123 @@
+"""Calibration statistics and fake-quantized emulation for the fake (dfc_api.md §3, §5).
+
+The fake quantizes *activations only*: every HN layer's output tensor is rounded onto a uniform grid of
+``2**bits`` levels over its calibrated range (8 bits by default, 16 with ``precision_mode=a16_w16``), by
+inserting ``Sub/Div/Round/Clip/Mul/Add`` nodes after it in the float ONNX graph and running that graph in ONNX
+Runtime. Weights stay float. Ranges are the calibration min/max, or per-row percentiles averaged over rows when
+``activation_clipping`` asks for them. All of this is an honest simulation, not the DFC's algorithm [I]; the
+real facts it mirrors are that ``SDK_QUANTIZED`` returns dequantized float NHWC outputs [C] and that 16-bit
+layers are more faithful [C].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+__all__ = ["collect_ranges", "fake_quant", "run"]
+
+
+def _session(model: onnx.ModelProto) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def collect_ranges(
+    model: onnx.ModelProto,
+    tensors: dict[str, str],
+    input_name: str,
+    calib_nchw: np.ndarray,
+    clipping: dict[str, tuple[str, float, float]],
+) -> dict[str, tuple[float, float]]:
+    """Per HN layer (lo, hi) of its output tensor over the calibration rows ``[n, 1, 1, W]``."""
+    aug = onnx.ModelProto()
+    aug.CopyFrom(model)
+    present = {o.name for o in aug.graph.output}
+    wanted = sorted({t for t in tensors.values() if t != input_name})
+    for t in wanted:
+        if t not in present:
+            aug.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
+    sess = _session(aug)
+    names = [o.name for o in sess.get_outputs()]
+    lo: dict[str, list[float]] = {k: [] for k in tensors}
+    hi: dict[str, list[float]] = {k: [] for k in tensors}
+    for row in calib_nchw:
+        values = dict(zip(names, sess.run(names, {input_name: row[None].astype(np.float32)}), strict=True))
+        values[input_name] = row
+        for layer, t in tensors.items():
+            v = np.asarray(values[t], dtype=np.float64).reshape(-1)
+            mode, a, b = clipping.get(layer, ("minmax", 0.0, 100.0))
+            if mode == "percentile":
+                pa, pb = np.percentile(v, [a, b])
+            elif mode == "manual":
+                pa, pb = a, b
+            else:
+                pa, pb = v.min(), v.max()
+            lo[layer].append(float(pa))
+            hi[layer].append(float(pb))
+    out = {}
+    for layer in tensors:
+        mode = clipping.get(layer, ("minmax",))[0]
+        if mode == "minmax":
+            out[layer] = (min(lo[layer]), max(hi[layer]))
+        else:
+            out[layer] = (float(np.mean(lo[layer])), float(np.mean(hi[layer])))
+    return out
+
+
+def fake_quant(model: onnx.ModelProto, plan: dict[str, tuple[float, float, int]], input_name: str) -> onnx.ModelProto:
+    """A copy of ``model`` with every tensor in ``plan`` (tensor -> lo, hi, bits) rounded onto its grid."""
+    q = onnx.ModelProto()
+    q.CopyFrom(model)
+    graph = q.graph
+    nodes = list(graph.node)
+    del graph.node[:]
+    inits = []
+
+    def chain(src: str, dst: str, lo: float, hi: float, bits: int, tag: int) -> list[onnx.NodeProto]:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+        scale = (hi - lo) / float(2**bits - 1)
+        if not np.isfinite(scale) or scale <= 0:
+            return [helper.make_node("Identity", [src], [dst], name=f"fq{tag}_id")]
+        p = f"fq{tag}"
+        for suffix, value in (("lo", lo), ("scale", scale), ("zero", 0.0), ("qmax", float(2**bits - 1))):
+            inits.append(numpy_helper.from_array(np.array(value, dtype=np.float32), f"{p}_{suffix}"))
+        return [
+            helper.make_node("Sub", [src, f"{p}_lo"], [f"{p}_a"], name=f"{p}_sub"),
+            helper.make_node("Div", [f"{p}_a", f"{p}_scale"], [f"{p}_b"], name=f"{p}_div"),
+            helper.make_node("Round", [f"{p}_b"], [f"{p}_c"], name=f"{p}_round"),
+            helper.make_node("Clip", [f"{p}_c", f"{p}_zero", f"{p}_qmax"], [f"{p}_d"], name=f"{p}_clip"),
+            helper.make_node("Mul", [f"{p}_d", f"{p}_scale"], [f"{p}_e"], name=f"{p}_mul"),
+            helper.make_node("Add", [f"{p}_e", f"{p}_lo"], [dst], name=f"{p}_add"),
+        ]
+
+    tag = 0
+    if input_name in plan:
+        graph.node.extend(chain(input_name, f"{input_name}__fq", *plan[input_name], tag))
+        tag += 1
+        for node in nodes:
+            for i, name in enumerate(node.input):
+                if name == input_name:
+                    node.input[i] = f"{input_name}__fq"
+    for node in nodes:
+        targets = [(i, o) for i, o in enumerate(node.output) if o in plan]
+        for i, o in targets:
+            node.output[i] = f"{o}__raw"
+        graph.node.append(node)
+        for _, o in targets:
+            graph.node.extend(chain(f"{o}__raw", o, *plan[o], tag))
+            tag += 1
+    graph.initializer.extend(inits)
+    return q
+
+
+def run(model: onnx.ModelProto, input_name: str, x_nchw: np.ndarray) -> np.ndarray:
+    """Run ``[n, C, H, W]`` rows one at a time (the exported models have batch 1); returns NCHW float32."""
+    sess = _session(model)
+    out_name = sess.get_outputs()[0].name
+    rows = [sess.run([out_name], {input_name: x_nchw[i : i + 1].astype(np.float32)})[0] for i in range(len(x_nchw))]
+    return np.concatenate(rows, axis=0).astype(np.float32)

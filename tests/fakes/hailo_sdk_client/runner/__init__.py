@@ -1,0 +1,1 @@
+"""Fake ``hailo_sdk_client.runner``."""

@@ -1,0 +1,370 @@
+"""The Hailo backend: failure classification (dfc_api.md §6 texts) and the backend driven through the fake DFC."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.backends import Override, OverrideSet, OverrideTargetNotFound, QuantSettings, get_backend
+from harness.backends._ort import run_onnx
+from harness.backends.hailo import explain, layer_table
+from harness.errors import BackendUnavailable, ConfigError
+from harness.failures import classify
+from harness.metrics import si_snr
+
+FAKES = Path(__file__).resolve().parents[2] / "fakes"
+W = 1024
+NONE = OverrideSet("none")
+
+
+@pytest.fixture
+def fake_dfc(monkeypatch: pytest.MonkeyPatch):
+    """Make the fake ``hailo_sdk_client`` importable for one test, and unload it afterwards."""
+    monkeypatch.syspath_prepend(str(FAKES))
+    yield
+    for name, mod in list(sys.modules.items()):
+        if str(getattr(mod, "__file__", "") or "").startswith(str(FAKES)):
+            del sys.modules[name]
+
+
+def _export(tiny_checkpoint: Path, path: Path, width: int, norm: str | None = None) -> Path:
+    from harness.export import export_onnx
+    from harness.model import load_checkpoint
+    from harness.substitutions import SubstitutionSpec, apply_substitutions
+
+    model = load_checkpoint(tiny_checkpoint)
+    if norm:
+        model, _ = apply_substitutions(model, SubstitutionSpec(norm=norm))  # type: ignore[arg-type]
+    export_onnx(model, width, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("hailo_onnx")
+    return {
+        "gLN": _export(tiny_checkpoint, d / "gln.onnx", W),
+        "cLN": _export(tiny_checkpoint, d / "cln.onnx", W, "cLN"),
+    }
+
+
+@pytest.fixture(scope="module")
+def signals() -> tuple[np.ndarray, np.ndarray]:
+    from harness.audio import synth_mixture
+
+    rng = np.random.default_rng(1)
+    calib = np.stack([synth_mixture(rng, W, 16000)[0] for _ in range(8)])[:, None, None, :]
+    evals = np.stack([synth_mixture(rng, W, 16000)[0] for _ in range(3)])[:, None, None, :]
+    return calib.astype(np.float32), evals.astype(np.float32)
+
+
+def _failure(stage: str, exc: BaseException):
+    return classify(stage, type(exc).__name__, str(exc))
+
+
+# -- classification of every failure quoted in dfc_api.md §6 / §8 ----------------------------------------------
+NEG_SLOPE_TAIL = (
+    " This error raises when the data or weight range are not balanced. Mostly happens when using random "
+    "calibration-set/weights, the calibration-set is not normalized properly or batch-normalization was not used "
+    "during training."
+)
+CASES = [
+    (
+        "optimize", "NegativeSlopeExponentNonFixable",
+        "Quantization failed in layer EfficientNetV2_224_224/ne_activation_fc50 due to unsupported required slope. "
+        "Desired shift is 11.0, but op has only 8 data bits." + NEG_SLOPE_TAIL,
+        "optimize:NegativeSlopeExponentNonFixable:EfficientNetV2_224_224/ne_activation_fc50",
+        {"desired_shift": 11.0, "data_bits": 8.0},
+    ),
+    (
+        "optimize", "NegativeSlopeExponentNonFixable",
+        "Quantization failed in layer model/ew_mult1 due to unsupported required slope. Desired shift is 40.0, but "
+        "op has only 8 data bits.",
+        "optimize:NegativeSlopeExponentNonFixable:model/ew_mult1",
+        {"desired_shift": 40.0, "data_bits": 8.0},
+    ),
+    (
+        "optimize", "NegativeSlopeExponentNonFixable",
+        "Quantization failed in layer yolo/ne_activation_mul_and_add78 due to unsupported required slope. desired "
+        "shift is 8.0, but op has only 8 data bits",
+        "optimize:NegativeSlopeExponentNonFixable:yolo/ne_activation_mul_and_add78",
+        {"desired_shift": 8.0, "data_bits": 8.0},
+    ),
+    (
+        "optimize", "Exception",
+        "layer model/matmul3 does not support shift delta. To overcome this issue you should force larger range at "
+        "the inputs of the layer using command quantization_param([layer_name], force_range_in=[…], "
+        "force_range_index=index)",
+        "optimize:Exception:shift_delta:model/matmul3", {},
+    ),
+    (
+        "optimize", "AccelerasUnsupportedError",
+        "Unsupported layers for the provided optimization target: vit/conv1, vit/fc3",
+        "optimize:AccelerasUnsupportedError:unsupported_layers", {},
+    ),
+    (
+        "optimize", "AccelerasUnsupportedError",
+        "vit/matmul_op: Matmul without transpose input and with negative range is not supported",
+        "optimize:AccelerasUnsupportedError:matmul_negative_range", {},
+    ),
+    (
+        "optimize", "AccelerasResourceError",
+        "GPU memory has been exhausted. Please try to use Quantization-Aware Fine-Tuning with lower batch size or "
+        "run on CPU.",
+        "optimize:AccelerasResourceError:gpu_memory", {},
+    ),
+    (
+        "optimize", "BadInputsShape",
+        "Data shape (5, 1) for layer bilstm_model/input_layer1 doesn't match network's input shape (1, 5, 1)",
+        "optimize:BadInputsShape:bilstm_model/input_layer1", {},
+    ),
+    (
+        "translate", "ParsingWithRecommendationException",
+        "Parsing failed. The errors found in the graph are: UnsupportedOperationError in op /model.23/GatherElements: "
+        "GatherElements operation is unsupported",
+        "translate:ParsingWithRecommendationException:unsupported_op:GatherElements", {},
+    ),
+    (
+        "translate", "ParsingWithRecommendationException",
+        "Parsing failed. The errors found in the graph are: UnsupportedShuffleLayerError in op /Reshape: Failed to "
+        "determine type of layer to create in node /Reshape (RESHAPE)",
+        "translate:ParsingWithRecommendationException:UnsupportedShuffleLayerError", {},
+    ),
+    (
+        "translate", "ParsingWithRecommendationException",
+        "Parsing failed. The errors found in the graph are: UnsupportedConv3DError in op /conv/Conv: 3D conv",
+        "translate:ParsingWithRecommendationException:UnsupportedConv3DError", {},
+    ),
+    (
+        "translate", "UnsupportedModelError",
+        "1D form is not supported in layer Identity_1 of type ConcatLayer",
+        "translate:UnsupportedModelError:1d_form:Identity_1", {},
+    ),
+    (
+        "translate", "UnsupportedModelError",
+        "ew mult layer net/ew_mult1 expects 2 inputs but found 1",
+        "translate:UnsupportedModelError:inputs:net/ew_mult1", {},
+    ),
+    ("translate", "MisspellNodeError", "Unable to find end node /x in the model", "translate:MisspellNodeError:node_name", {}),
+    (
+        "optimize", "BackendScriptParserException",
+        "Layer convtas/ne_activation_avgpool6 not found in model",
+        "optimize:BackendScriptParserException:convtas/ne_activation_avgpool6", {},
+    ),
+    (
+        "optimize", "BackendScriptParserException",
+        "Parsing failed at:\n>!<normalization([0.0], [1.0])",
+        "optimize:BackendScriptParserException:script_syntax", {},
+    ),
+    (
+        "compile", "AllocatorScriptParserException",
+        "Error in the last layers of the model, expected conv but found concat layer.",
+        "compile:AllocatorScriptParserException:last_layers:concat", {},
+    ),
+    (
+        "compile", "BackendRuntimeException",
+        "Model requires quantized weights in order to run on HW, but none were given. Did you forget to quantize?",
+        "compile:BackendRuntimeException:not_quantized", {},
+    ),
+    (
+        "compile", "BackendAllocatorException",
+        "Compilation failed:\ndw66 errors: Agent infeasible\nconv68 errors: Agent infeasible\n"
+        "auto_spatial_reshape_from_dw66_to_conv69_1 errors: Agent infeasible\n"
+        "Mapping Failed (Timeout, allocation time: 31m 42s)",
+        "compile:BackendAllocatorException:agent_infeasible", {},
+    ),
+    (
+        "compile", "BackendAllocatorException", "Mapping Failed (Timeout, allocation time: 31m 42s)",
+        "compile:BackendAllocatorException:mapping_timeout", {},
+    ),
+    (
+        "compile", "BackendAllocatorException",
+        "Reshape is needed for layers: conv2, conv3, but adding a reshape has failed.",
+        "compile:BackendAllocatorException:reshape_needed", {},
+    ),
+    ("compile", "BackendAllocatorException", "No valid partition found", "compile:BackendAllocatorException:no_valid_partition", {}),
+    ("compile", "BackendAllocatorException", "Memory units capacity exceeded", "compile:BackendAllocatorException:memory_capacity", {}),
+    (
+        "compile", "BackendAllocatorException", "Super deconv is not supported with groups",
+        "compile:BackendAllocatorException:grouped_deconv", {},
+    ),
+    (
+        "compile", "BackendException", "Unsupported dimensions … [-1, 1, 1999, 262144]",
+        "compile:BackendException:unsupported_dimensions", {"last_dim": 262144.0},
+    ),
+]
+
+
+@pytest.mark.parametrize(("stage", "exc", "message", "signature", "numbers"), CASES)
+def test_every_documented_failure_is_classified(stage, exc, message, signature, numbers) -> None:
+    f = classify(stage, exc, message)
+    assert f.known and f.signature == signature
+    for key, value in numbers.items():
+        assert f.numbers[key] == value
+
+
+def test_harness_signatures_keep_their_rules() -> None:
+    own = classify("optimize", "OverrideTargetNotFound", "Layer 'mask/*' not found in model: no layer matches")
+    assert own.signature == "optimize:OverrideTargetNotFound:mask/*" and "override" in own.meaning
+    assert classify("export", "RuntimeError", "UnsupportedOperatorError: aten::foo").signature == "export:RuntimeError:unsupported_op"
+    assert classify("compile", "WeirdError", "odd").signature == "compile:WeirdError:unclassified"
+
+
+def test_explain_resolves_the_layer_and_computes_the_violation() -> None:
+    hn = {
+        "convtas/avgpool6": {"type": "avgpool", "original_names": ["/masker/TCN.1/shared_block/shared_block.2/ReduceMean"]},
+        "convtas/dw66": {"type": "dw", "original_names": ["/x/Conv"]},
+        "convtas/conv68": {"type": "conv", "original_names": ["/y/Conv"]},
+    }
+    f = classify("optimize", "NegativeSlopeExponentNonFixable", CASES[0][2].replace("EfficientNetV2_224_224/ne_activation_fc50", "convtas/ne_activation_avgpool6").replace("11.0", "10.0"))
+    d = explain(f, hn)
+    assert d.layer == "convtas/ne_activation_avgpool6" and d.resolved_layer == "convtas/avgpool6"
+    assert d.violation == 2.0 and d.onnx_nodes == ("/masker/TCN.1/shared_block/shared_block.2/ReduceMean",)
+    alloc = explain(classify("compile", "BackendAllocatorException", CASES[18][2]), hn)
+    assert alloc.layers[:2] == ("dw66", "conv68") and alloc.resolved_layer == "convtas/dw66" and alloc.violation is None
+    reshape = explain(classify("compile", "BackendAllocatorException", CASES[20][2]), list(hn))
+    assert reshape.layers == ("conv2", "conv3") and reshape.resolved_layer is None and reshape.nearest
+    assert json.dumps(d.to_dict())
+
+
+# -- construction ------------------------------------------------------------------------------------------------
+def test_unavailable_without_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "hailo_sdk_client", None)  # makes the import fail even if installed
+    with pytest.raises(BackendUnavailable) as err:
+        get_backend("hailo")
+    assert "hailo_sdk_client" in str(err.value) and "Developer Zone" in str(err.value)
+
+
+def test_options_are_validated(fake_dfc) -> None:
+    be = get_backend("hailo", hw_arch="hailo8l", net_name="sep", compile_timeout=3600)
+    assert be.hw_arch == "hailo8l" and be.stage_timeouts == {"compile": 3600.0}
+    assert be.versions() == {"hailo_dfc": "3.33.0", "hw_arch": "hailo8l"}
+    for bad in ({"hw_arch": "hailo99"}, {"net_name": "a/b"}, {"optimize_timeout": -1}, {"no_such_option": 1}):
+        with pytest.raises(ConfigError):
+            get_backend("hailo", **bad)
+
+
+# -- the backend through the fake ---------------------------------------------------------------------------------
+def test_translate_writes_har_layers_and_layer_map(fake_dfc, models, tmp_path: Path) -> None:
+    be = get_backend("hailo")
+    tr = be.translate(models["gLN"], tmp_path / "t")
+    assert tr.path == tmp_path / "t" / "model.har" and tr.path.is_file()
+    assert tr.input_name == "convtas/input_layer1" and tr.input_name in tr.layers and tr.width == W
+    pools = [n for n in tr.layers if "/avgpool" in n]
+    assert len(pools) == 10  # 5 gLNs x (mean, variance) ReduceMeans over [1, 2, 3]
+    lmap = json.loads((tmp_path / "t" / "layer_map.json").read_text())
+    assert lmap["convtas/avgpool1"] == {"type": "avgpool", "original_names": ["/masker/bottleneck/bottleneck.0/ReduceMean"]}
+    assert layer_table(tr) == lmap
+    cln = be.translate(models["cLN"], tmp_path / "c")
+    assert not [n for n in cln.layers if "/avgpool" in n] and any("/reduce_sum" in n for n in cln.layers)
+
+
+def test_gln_seed_failure_resolves_and_moves_along_the_avgpools(fake_dfc, models, signals, tmp_path: Path) -> None:
+    be = get_backend("hailo")
+    tr = be.translate(models["gLN"], tmp_path / "t")
+    calib = signals[0]
+    with pytest.raises(Exception) as err:
+        be.optimize(tr, calib, NONE, QuantSettings(), tmp_path / "o1")
+    f = _failure("optimize", err.value)
+    assert f.signature == "optimize:NegativeSlopeExponentNonFixable:convtas/ne_activation_avgpool1"
+    d = explain(f, layer_table(tr))
+    assert d.resolved_layer == "convtas/avgpool1" and d.violation == 2.0
+    assert d.onnx_nodes == ("/masker/bottleneck/bottleneck.0/ReduceMean",)
+    assert (tmp_path / "o1" / "model_script.alls").read_text().startswith("model_optimization_config(calibration")
+
+    one = OverrideSet("ne1", (Override("negative_exponent", (d.resolved_layer,)),))
+    with pytest.raises(Exception) as err2:
+        be.optimize(tr, calib, one, QuantSettings(), tmp_path / "o2")
+    assert _failure("optimize", err2.value).signature.endswith(":convtas/ne_activation_avgpool2")  # one layer at a time
+
+    fam = OverrideSet("ne_all", (Override("negative_exponent", ("convtas/avgpool*",)),))
+    opt = be.optimize(tr, calib, fam, QuantSettings(), tmp_path / "o3")
+    assert opt.path.name == "model_quantized.har" and opt.script is not None
+    assert "model_optimization_config(negative_exponent, layers=[convtas/avgpool1, " in opt.script.read_text()
+    assert opt.info["negative_exponent_layers"] == [n for n in tr.layers if "/avgpool" in n]
+    assert opt.info["calibset_size"] == 8
+
+
+def test_sixteen_bit_fixes_too_and_emulation_tracks_the_float_model(fake_dfc, models, signals, tmp_path: Path) -> None:
+    be = get_backend("hailo")
+    tr = be.translate(models["gLN"], tmp_path / "t")
+    calib, evals = signals
+    ref = run_onnx(models["gLN"], evals)
+    snr = {}
+    for name, ovs in {
+        "8bit": OverrideSet("ne", (Override("negative_exponent", ("avgpool*",)),)),
+        "16bit": OverrideSet("p16", (Override("precision16", ("*",)),)),  # 16 data bits also satisfy the shift
+    }.items():
+        opt = be.optimize(tr, calib, ovs, QuantSettings(), tmp_path / name)
+        out = be.emulate(opt, evals)
+        assert out.shape == ref.shape == (3, 2, 1, W) and out.dtype == np.float32 and np.isfinite(out).all()
+        snr[name] = float(si_snr(out[:, :, 0], ref[:, :, 0]).mean())
+    assert 15.0 < snr["8bit"] < 60.0
+    assert snr["16bit"] > snr["8bit"] + 20.0
+
+
+def test_cln_passes_optimize_and_compiles_a_hef(fake_dfc, models, signals, tmp_path: Path) -> None:
+    be = get_backend("hailo")
+    tr = be.translate(models["cLN"], tmp_path / "t")
+    opt = be.optimize(tr, signals[0], NONE, QuantSettings(), tmp_path / "o")
+    comp = be.compile(opt, tmp_path / "c")
+    assert comp.path == tmp_path / "c" / "model.hef" and comp.path.read_bytes().startswith(b"HEF")
+    assert comp.info["size_bytes"] == comp.path.stat().st_size and (tmp_path / "c" / "model_compiled.har").is_file()
+
+
+def test_wide_sixteen_bit_model_is_agent_infeasible(fake_dfc, tiny_checkpoint, tmp_path: Path) -> None:
+    wide = 8192  # latent 1024 x 32 channels: 32 KiB rows at 8 bits fit the fake's budget, 64 KiB at 16 do not
+    onnx_path = _export(tiny_checkpoint, tmp_path / "wide.onnx", wide, "cLN")
+    be = get_backend("hailo")
+    tr = be.translate(onnx_path, tmp_path / "t")
+    calib = np.random.default_rng(0).standard_normal((2, 1, 1, wide)).astype(np.float32) * 0.1
+    opt = be.optimize(tr, calib, OverrideSet("p16", (Override("precision16", ("*",)),)), QuantSettings(), tmp_path / "o")
+    with pytest.raises(Exception) as err:
+        be.compile(opt, tmp_path / "c")
+    f = _failure("compile", err.value)
+    assert f.signature == "compile:BackendAllocatorException:agent_infeasible"
+    assert explain(f, layer_table(tr)).resolved_layer == "convtas/conv2"
+    assert not (tmp_path / "c" / "model.hef").exists()
+    ok = be.optimize(tr, calib, NONE, QuantSettings(), tmp_path / "o8")
+    assert be.compile(ok, tmp_path / "c8").path.is_file()
+
+
+def test_unknown_override_is_rejected_before_anything_is_written(fake_dfc, models, signals, tmp_path: Path) -> None:
+    be = get_backend("hailo")
+    tr = be.translate(models["gLN"], tmp_path / "t")
+    bad = OverrideSet("hd_bug", (Override("negative_exponent", ("convtas/ne_activation_avgpool6",)),))
+    with pytest.raises(OverrideTargetNotFound) as err:
+        be.optimize(tr, signals[0], bad, QuantSettings(), tmp_path / "o")
+    assert err.value.candidates[0] == "convtas/avgpool6"
+    assert not (tmp_path / "o").exists()
+    assert classify("optimize", "OverrideTargetNotFound", str(err.value)).signature == (
+        "optimize:OverrideTargetNotFound:convtas/ne_activation_avgpool6"
+    )
+
+
+def test_fake_dfc_reproduces_parser_shape_and_state_errors(fake_dfc, models, signals, tmp_path: Path) -> None:
+    from hailo_sdk_client import ClientRunner
+
+    be = get_backend("hailo")
+    tr = be.translate(models["gLN"], tmp_path / "t")
+    runner = ClientRunner(hw_arch="hailo8", har=str(tr.path))
+    with pytest.raises(Exception) as err:  # the hand loop's bug: an optimizer-invented name in a script
+        runner.load_model_script("model_optimization_config(negative_exponent, layers=[convtas/ne_activation_avgpool1], rank=0)\n")
+    assert _failure("optimize", err.value).signature == "optimize:BackendScriptParserException:convtas/ne_activation_avgpool1"
+    with pytest.raises(Exception) as err:
+        runner.load_model_script("quantization_param(conv1 precision_mode=a16_w16)\n")
+    assert _failure("optimize", err.value).signature == "optimize:BackendScriptParserException:script_syntax"
+    with pytest.raises(Exception) as err:
+        runner.optimize(signals[0])  # NCHW instead of NHWC
+    f = _failure("optimize", err.value)
+    assert f.signature == "optimize:BadInputsShape:convtas/input_layer1" and f.groups["expected_shape"] == f"1, {W}, 1"
+    with pytest.raises(Exception) as err:
+        runner.compile()
+    assert _failure("compile", err.value).signature == "compile:BackendRuntimeException:not_quantized"
+    from hailo_model_optimization.acceleras.utils.acceleras_exceptions import NegativeSlopeExponentNonFixable
+
+    assert NegativeSlopeExponentNonFixable.__name__ == "NegativeSlopeExponentNonFixable"
