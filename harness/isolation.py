@@ -1,34 +1,37 @@
-"""Run a stage function in a child process with a timeout.
+"""Run stage functions in a separate worker process with a timeout.
 
-Vendor optimizers and compilers hang, segfault and leak. Every optimize / compile / emulate call therefore
-runs in a fresh ``spawn`` child whose stdout and stderr go to the stage's log file. The parent waits at most
-``timeout`` seconds, then kills the child. The outcome is always one of:
+Vendor optimizers and compilers hang, segfault and leak. Every optimize / compile / emulate call therefore runs
+in a worker process (``python -m harness._worker``) whose stdout and stderr go to the stage's log file. The
+parent waits at most ``timeout`` seconds for each call, then kills the worker. The outcome is always one of:
 
-- the function's return value (plus the child's peak RSS and wall time in :class:`IsolatedRun`);
-- :class:`IsolatedFailure` with the exception class name and message raised in the child (classified later
-  by :mod:`harness.failures`), or with ``Timeout`` / ``Crash`` when the child hung or died by a signal.
+- the function's return value (plus wall time and the worker's peak RSS) in :class:`IsolatedRun`;
+- :class:`IsolatedFailure` with the exception class name and message raised in the worker (classified later by
+  :mod:`harness.failures`), or ``Timeout`` / ``Crash`` when the worker hung or died.
+
+A :class:`Worker` is reused across calls (starting a Python process and importing a runtime costs about a
+second per stage), and is replaced after a timeout, a crash, or ``max_calls`` calls (to bound SDK leaks).
+The worker is a fresh interpreter started with ``subprocess`` -- not ``multiprocessing`` -- so it never
+re-imports the caller's ``__main__``.
 """
 
 from __future__ import annotations
 
-import importlib
-import multiprocessing as mp
 import os
-import resource
 import signal
+import subprocess
 import sys
 import time
-import traceback
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IsolatedFailure", "IsolatedRun", "run_isolated"]
+__all__ = ["IsolatedFailure", "IsolatedRun", "Worker", "run_isolated"]
 
 
 @dataclass(frozen=True)
 class IsolatedRun:
-    """A child's successful result."""
+    """A worker's successful result."""
 
     value: Any
     seconds: float
@@ -39,9 +42,9 @@ class IsolatedFailure(Exception):
     """The isolated function raised, hung or crashed.
 
     Attributes:
-        exc_class: Exception class name raised in the child, or ``Timeout`` / ``Crash``.
+        exc_class: Exception class name raised in the worker, or ``Timeout`` / ``Crash``.
         message: The exception message (or a description of the timeout / signal).
-        traceback: The child's formatted traceback, when there was one.
+        traceback: The worker's formatted traceback, when there was one.
         seconds: Wall time until the failure was seen.
     """
 
@@ -53,30 +56,109 @@ class IsolatedFailure(Exception):
         super().__init__(f"{exc_class}: {message}")
 
 
-def _child(conn: Any, target: str, args: tuple[Any, ...], kwargs: dict[str, Any], log_path: str | None) -> None:
-    if log_path:
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-    try:
-        module, func = target.split(":")
-        fn = getattr(importlib.import_module(module), func)
-        value = fn(*args, **kwargs)
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        conn.send(("ok", value, rss))
-    except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
-        tb = traceback.format_exc()
-        sys.stderr.write(tb)
-        sys.stderr.flush()
+class Worker:
+    """A reusable worker process. Not thread-safe: one call at a time.
+
+    Args:
+        max_calls: Replace the process after this many calls.
+    """
+
+    def __init__(self, max_calls: int = 50) -> None:
+        self.max_calls = max_calls
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._to: Connection | None = None
+        self._from: Connection | None = None
+        self._calls = 0
+
+    def _start(self) -> None:
+        to_r, to_w = os.pipe()
+        from_r, from_w = os.pipe()
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "harness._worker", str(to_r), str(from_w)],
+            pass_fds=(to_r, from_w),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(to_r)
+        os.close(from_w)
+        self._to = Connection(to_w, readable=False)
+        self._from = Connection(from_r, writable=False)
+        self._calls = 0
+
+    def close(self) -> None:
+        """Stop the worker process (kills it if it does not exit promptly)."""
+        proc, self._proc = self._proc, None
+        for conn in (self._to, self._from):
+            if conn is not None:
+                conn.close()
+        self._to = self._from = None
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(10)
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, target: str, *args: Any, timeout: float, log_path: Path | None = None, **kwargs: Any) -> IsolatedRun:
+        """Call ``module:function`` with ``args`` in the worker.
+
+        Args:
+            target: ``"package.module:function"``; arguments and result must be picklable.
+            *args: Positional arguments.
+            timeout: Seconds to wait before the worker is killed.
+            log_path: File that receives the call's stdout and stderr (appended).
+            **kwargs: Keyword arguments.
+
+        Returns:
+            The function's return value with wall time and the worker's peak RSS.
+
+        Raises:
+            IsolatedFailure: the function raised (its class name and message), timed out (``Timeout``) or the
+                worker died without answering (``Crash``, with the signal or exit code).
+        """
+        if self._proc is None or self._proc.poll() is not None or self._calls >= self.max_calls:
+            self.close()
+            self._start()
+        assert self._to is not None and self._from is not None and self._proc is not None
+        self._calls += 1
+        start = time.monotonic()
         try:
-            conn.send(("err", type(exc).__name__, str(exc), tb))
-        except Exception:  # noqa: BLE001 - unpicklable payloads must not hide the error
-            conn.send(("err", type(exc).__name__, repr(exc), tb))
-    finally:
-        conn.close()
+            self._to.send((target, args, kwargs, str(log_path) if log_path else None))
+            msg = self._from.recv() if self._from.poll(timeout) else _TIMEOUT
+        except (EOFError, OSError, BrokenPipeError):
+            msg = None
+        seconds = time.monotonic() - start
+        if msg is _TIMEOUT:
+            self.close()
+            raise IsolatedFailure("Timeout", f"{target} did not finish within {timeout:g} s", seconds=seconds)
+        if msg is None:
+            proc = self._proc
+            try:
+                code = proc.wait(10)
+            except subprocess.TimeoutExpired:
+                code = None
+            self.close()
+            if code is not None and code < 0:
+                raise IsolatedFailure("Crash", f"child died by {signal.Signals(-code).name}", seconds=seconds)
+            raise IsolatedFailure("Crash", f"child exited with code {code} without a result", seconds=seconds)
+        if msg[0] == "ok":
+            return IsolatedRun(value=msg[1], seconds=seconds, peak_rss_mb=msg[2])
+        raise IsolatedFailure(msg[1], msg[2], msg[3], seconds=seconds)
+
+
+_TIMEOUT = ("timeout",)
 
 
 def run_isolated(
@@ -86,57 +168,6 @@ def run_isolated(
     log_path: Path | None = None,
     **kwargs: Any,
 ) -> IsolatedRun:
-    """Call ``module:function`` with ``args`` in a spawned child process.
-
-    Args:
-        target: ``"package.module:function"``; the function and its arguments must be picklable.
-        *args: Positional arguments.
-        timeout: Seconds to wait before the child is killed.
-        log_path: File that receives the child's stdout and stderr (appended).
-        **kwargs: Keyword arguments.
-
-    Returns:
-        The function's return value with wall time and peak RSS.
-
-    Raises:
-        IsolatedFailure: the function raised (its class name and message), timed out (``Timeout``) or the
-            child died without answering (``Crash``, with the signal or exit code).
-    """
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(
-        target=_child, args=(child, target, args, kwargs, str(log_path) if log_path else None), daemon=True
-    )
-    start = time.monotonic()
-    proc.start()
-    child.close()
-    try:
-        if parent.poll(timeout):
-            try:
-                msg = parent.recv()
-            except EOFError:
-                msg = None
-        else:
-            msg = None
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
-                raise IsolatedFailure(
-                    "Timeout", f"{target} did not finish within {timeout:g} s", seconds=time.monotonic() - start
-                )
-        proc.join(30)
-        seconds = time.monotonic() - start
-        if msg is None:
-            code = proc.exitcode
-            if code is not None and code < 0:
-                name = signal.Signals(-code).name
-                raise IsolatedFailure("Crash", f"child died by {name}", seconds=seconds)
-            raise IsolatedFailure("Crash", f"child exited with code {code} without a result", seconds=seconds)
-        if msg[0] == "ok":
-            return IsolatedRun(value=msg[1], seconds=seconds, peak_rss_mb=msg[2])
-        raise IsolatedFailure(msg[1], msg[2], msg[3], seconds=seconds)
-    finally:
-        if proc.is_alive():
-            proc.kill()
-            proc.join(5)
-        parent.close()
+    """One call in a fresh worker process (see :meth:`Worker.call`)."""
+    with Worker(max_calls=1) as worker:
+        return worker.call(target, *args, timeout=timeout, log_path=log_path, **kwargs)

@@ -23,7 +23,7 @@ import numpy as np
 from harness.backends import Compiled, Optimized, QuantSettings, Translated
 from harness.cache import CachedBuildError, StageCache, StageEntry, file_sha256, stage_key
 from harness.failures import Failure, classify
-from harness.isolation import IsolatedFailure, run_isolated
+from harness.isolation import IsolatedFailure, Worker
 from harness.space import SearchSpace
 
 __all__ = ["Pipeline", "TrialConfig", "TrialResult"]
@@ -129,6 +129,13 @@ class Pipeline:
         self._model: Any = None
         self._eval: dict[int, Any] = {}
         self._versions: dict[str, str] | None = None
+        self._worker: Worker | None = None
+
+    def close(self) -> None:
+        """Stop the stage worker process (a later trial starts a new one)."""
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
 
     # -- shared inputs, loaded once per process -------------------------------------------------------------
     @property
@@ -219,6 +226,9 @@ class Pipeline:
             return TrialResult("failed", metrics, exc.failure, tuple(artifacts), stages, info)
         metrics = dict(info.pop("metrics"))
         metrics.update({f"time_{k}_s": v["seconds"] for k, v in stages.items()})
+        rss = [v["peak_rss_mb"] for v in stages.values() if "peak_rss_mb" in v]
+        if rss:
+            metrics["worker_peak_rss_mb"] = max(rss)
         return TrialResult("ok", metrics, None, tuple(artifacts), stages, info)
 
     def _stage(self, name: str, key: str, fn: Callable[[Path], dict[str, Any]], stages: dict[str, Any]) -> StageEntry:
@@ -238,11 +248,17 @@ class Pipeline:
                 tb = "".join(traceback.format_exception(cause))
             stages[name] = {"key": key, "cached": False, "seconds": time.monotonic() - start}
             raise _StageFailed(failure, err.failed_dir, tb) from None
-        stages[name] = {"key": key, "cached": entry.hit, "seconds": entry.meta.get("seconds", 0.0) if not entry.hit else time.monotonic() - start}
+        seconds = time.monotonic() - start if entry.hit else entry.meta.get("seconds", 0.0)
+        stages[name] = {"key": key, "cached": entry.hit, "seconds": seconds}
+        resources = entry.path / "resources.json"
+        if not entry.hit and resources.is_file():
+            stages[name]["peak_rss_mb"] = json.loads(resources.read_text())["peak_rss_mb"]
         return entry
 
     def _isolated(self, stage: str, target: str, workdir: Path, *args: Any) -> Any:
-        run = run_isolated(
+        if self._worker is None:
+            self._worker = Worker()
+        run = self._worker.call(
             f"harness._stage_calls:{target}",
             self.space.backend_spec(),
             *args,

@@ -72,11 +72,12 @@ class _Display:
         self.stream = stream
         self.tty = stream.isatty()
         self.label = ""
+        self.count = 0
 
     def trial(self, number: int, cfg: TrialConfig) -> None:
         p = cfg.to_dict()
         desc = " ".join(f"{k}={v}" for k, v in p.items())
-        self.count = getattr(self, "count", 0) + 1
+        self.count += 1
         self.label = f"[{self.count}/{self.total} trial #{number}]"
         self.stream.write(f"{self.label} {desc}\n")
         self.stream.flush()
@@ -232,6 +233,7 @@ def run_sweep(
     try:
         study.optimize(objective, n_trials=n_trials, timeout=timeout or space.timeout, catch=(_TrialFailed,))
     finally:
+        pipeline.close()
         summary.seconds = time.monotonic() - start
         _log_summary(tracker, parent, study, summary)
     return summary

@@ -46,3 +46,28 @@ def test_exit_without_result(tmp_path: Path) -> None:
     assert err.value.exc_class == "Crash"
     assert "code 3" in err.value.message
     assert "about to die" in log.read_text()
+
+
+def test_worker_is_reused_and_replaced_after_a_crash(tmp_path: Path) -> None:
+    from harness.isolation import Worker
+
+    with Worker() as w:
+        a = w.call("os:getpid", timeout=60).value
+        b = w.call("os:getpid", timeout=60).value
+        assert a == b  # one process serves consecutive calls
+        with pytest.raises(IsolatedFailure, match="SIGSEGV"):
+            w.call("harness.testing:crash_segfault", timeout=60)
+        c = w.call("os:getpid", timeout=60).value
+        assert c != a  # a fresh worker after the crash
+        with pytest.raises(IsolatedFailure) as err:
+            w.call("harness.testing:hang", timeout=1)
+        assert err.value.exc_class == "Timeout"
+        assert w.call("harness.testing:echo", 5, timeout=60).value == 5
+
+
+def test_worker_recycles_after_max_calls() -> None:
+    from harness.isolation import Worker
+
+    with Worker(max_calls=2) as w:
+        pids = [w.call("os:getpid", timeout=60).value for _ in range(4)]
+    assert pids[0] == pids[1] != pids[2] == pids[3]

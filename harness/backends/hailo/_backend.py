@@ -226,7 +226,9 @@ class HailoBackend:
         alls = script.write(workdir / "model_script.alls")
         runner.load_model_script(script.text)  # §2.1 [C]: script text, loaded before optimize()
         data = np.ascontiguousarray(np.transpose(calibration, (0, 2, 3, 1)), dtype=np.float32)  # NCHW -> NHWC
-        input_layer = translated.input_name if translated.input_name in layers else _input_layer(layers, "input", self.net_name)
+        input_layer = translated.input_name
+        if input_layer not in layers:
+            input_layer = _input_layer(layers, "input", self.net_name)
         # §3.1 [C]: positional calib_data; §3.2 [C]: dict {HN input layer: NHWC float32} (LUX, HD).
         runner.optimize({input_layer: data})
         out = workdir / "model_quantized.har"
@@ -234,7 +236,7 @@ class HailoBackend:
         info = {
             "hw_arch": self.hw_arch,
             "net_name": self.net_name,
-            "dfc_version": str(_sdk().__version__),
+            "dfc_version": str(_sdk().__version__),  # §1.1 [C]
             "calibset_size": int(calibration.shape[0]),
             "input_layer": input_layer,
             **script.info(),
@@ -252,7 +254,7 @@ class HailoBackend:
         runner.save_har(str(workdir / "model_compiled.har"))  # §4.1 [C]: a compiled HAR carries the HEF
         info = {
             "hw_arch": self.hw_arch,
-            "dfc_version": str(_sdk().__version__),
+            "dfc_version": str(_sdk().__version__),  # §1.1 [C]
             "size_bytes": len(hef),
             "sha256": hashlib.sha256(hef).hexdigest(),
         }
@@ -275,5 +277,6 @@ class HailoBackend:
         if y.ndim == 3:  # NWC without the H axis, as HailoRT may return for H=1 (§8.1) [T]
             y = y[:, None]
         if y.ndim != 4 or y.shape[0] != inputs.shape[0] or y.shape[1] != 1 or y.shape[2] != inputs.shape[3]:
-            raise ValueError(f"emulated output shape {y.shape}; expected NHWC [{inputs.shape[0]}, 1, {inputs.shape[3]}, n_src]")
+            expected = f"NHWC [{inputs.shape[0]}, 1, {inputs.shape[3]}, n_src]"
+            raise ValueError(f"emulated output shape {y.shape}; expected {expected}")
         return np.ascontiguousarray(np.transpose(y, (0, 3, 1, 2)))  # NHWC -> [n, n_src, 1, W]

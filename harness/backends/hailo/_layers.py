@@ -161,7 +161,9 @@ def match_patterns(patterns: Iterable[str], layers: LayerTable) -> dict[str, tup
             hits = [n for n in names if any(fnmatch.fnmatchcase(o, pattern) for o in _originals(layers, n))]
         if not hits:
             ref = resolve_layer(pattern, layers)
-            near = ((ref.hn_layer,) if ref.hn_layer else ()) + tuple(x for x in _nearest(pattern, names) if x != ref.hn_layer)
+            near = ((ref.hn_layer,) if ref.hn_layer else ()) + tuple(
+                x for x in _nearest(pattern, names) if x != ref.hn_layer
+            )
             raise OverrideTargetNotFound(pattern, near[:3], len(names))
         out[pattern] = tuple(hits)
     return out

@@ -135,7 +135,9 @@ RULES: list[Rule] = [
         "a model script names a layer the HN does not have (often an optimizer-invented ne_activation_* name)",
     ),
     # §6 BackendScriptParserException [T] (IDX-59997698511).
-    Rule(_STAGE, "BackendScriptParserException", r"Parsing failed at", "script_syntax", "a model-script line is malformed"),
+    Rule(
+        _STAGE, "BackendScriptParserException", r"Parsing failed at", "script_syntax", "a model-script line is malformed"
+    ),
     # §6 AllocatorScriptParserException [T] (IDX-58412477746).
     Rule(
         _STAGE,
@@ -175,7 +177,7 @@ RULES: list[Rule] = [
         "reshape_needed",
         "the allocator needs reshapes it cannot insert (skip/concat/mask-multiply topologies)",
     ),
-    Rule(_STAGE, _ANY, r"No valid partition found", "no_valid_partition", "the model cannot be partitioned onto the chip"),
+    Rule(_STAGE, _ANY, r"No valid partition found", "no_valid_partition", "the model cannot be split onto the chip"),
     Rule(_STAGE, _ANY, r"Memory units capacity exceeded", "memory_capacity", "the model needs more on-chip memory"),
     Rule(
         _STAGE,

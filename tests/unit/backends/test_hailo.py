@@ -220,7 +220,8 @@ def test_explain_resolves_the_layer_and_computes_the_violation() -> None:
         "convtas/dw66": {"type": "dw", "original_names": ["/x/Conv"]},
         "convtas/conv68": {"type": "conv", "original_names": ["/y/Conv"]},
     }
-    f = classify("optimize", "NegativeSlopeExponentNonFixable", CASES[0][2].replace("EfficientNetV2_224_224/ne_activation_fc50", "convtas/ne_activation_avgpool6").replace("11.0", "10.0"))
+    msg = CASES[0][2].replace("EfficientNetV2_224_224/ne_activation_fc50", "convtas/ne_activation_avgpool6")
+    f = classify("optimize", "NegativeSlopeExponentNonFixable", msg.replace("11.0", "10.0"))
     d = explain(f, hn)
     assert d.layer == "convtas/ne_activation_avgpool6" and d.resolved_layer == "convtas/avgpool6"
     assert d.violation == 2.0 and d.onnx_nodes == ("/masker/TCN.1/shared_block/shared_block.2/ReduceMean",)
@@ -270,21 +271,23 @@ def test_gln_seed_failure_resolves_and_moves_along_the_avgpools(fake_dfc, models
     with pytest.raises(Exception) as err:
         be.optimize(tr, calib, NONE, QuantSettings(), tmp_path / "o1")
     f = _failure("optimize", err.value)
-    assert f.signature == "optimize:NegativeSlopeExponentNonFixable:convtas/ne_activation_avgpool1"
+    # the first gLN's variance pool (ReduceMean_1 with "+ eps" and Sqrt folded in) is the first unfixed one
+    assert f.signature == "optimize:NegativeSlopeExponentNonFixable:convtas/ne_activation_avgpool2"
     d = explain(f, layer_table(tr))
-    assert d.resolved_layer == "convtas/avgpool1" and d.violation == 2.0
-    assert d.onnx_nodes == ("/masker/bottleneck/bottleneck.0/ReduceMean",)
+    assert d.resolved_layer == "convtas/avgpool2" and d.violation == 2.0
+    block = "/masker/bottleneck/bottleneck.0"
+    assert d.onnx_nodes == (f"{block}/ReduceMean_1", f"{block}/Add", f"{block}/Sqrt")
     assert (tmp_path / "o1" / "model_script.alls").read_text().startswith("model_optimization_config(calibration")
 
     one = OverrideSet("ne1", (Override("negative_exponent", (d.resolved_layer,)),))
     with pytest.raises(Exception) as err2:
         be.optimize(tr, calib, one, QuantSettings(), tmp_path / "o2")
-    assert _failure("optimize", err2.value).signature.endswith(":convtas/ne_activation_avgpool2")  # one layer at a time
+    assert _failure("optimize", err2.value).signature.endswith(":convtas/ne_activation_avgpool4")  # one layer at a time
 
     fam = OverrideSet("ne_all", (Override("negative_exponent", ("convtas/avgpool*",)),))
     opt = be.optimize(tr, calib, fam, QuantSettings(), tmp_path / "o3")
     assert opt.path.name == "model_quantized.har" and opt.script is not None
-    assert "model_optimization_config(negative_exponent, layers=[convtas/avgpool1, " in opt.script.read_text()
+    assert "model_optimization_config(negative_exponent, layers=[convtas/avgpool1, convtas/avgpool2, " in opt.script.read_text()
     assert opt.info["negative_exponent_layers"] == [n for n in tr.layers if "/avgpool" in n]
     assert opt.info["calibset_size"] == 8
 
@@ -294,7 +297,7 @@ def test_sixteen_bit_fixes_too_and_emulation_tracks_the_float_model(fake_dfc, mo
     tr = be.translate(models["gLN"], tmp_path / "t")
     calib, evals = signals
     ref = run_onnx(models["gLN"], evals)
-    snr = {}
+    snr, on_calib = {}, {}
     for name, ovs in {
         "8bit": OverrideSet("ne", (Override("negative_exponent", ("avgpool*",)),)),
         "16bit": OverrideSet("p16", (Override("precision16", ("*",)),)),  # 16 data bits also satisfy the shift
@@ -303,8 +306,10 @@ def test_sixteen_bit_fixes_too_and_emulation_tracks_the_float_model(fake_dfc, mo
         out = be.emulate(opt, evals)
         assert out.shape == ref.shape == (3, 2, 1, W) and out.dtype == np.float32 and np.isfinite(out).all()
         snr[name] = float(si_snr(out[:, :, 0], ref[:, :, 0]).mean())
-    assert 15.0 < snr["8bit"] < 60.0
-    assert snr["16bit"] > snr["8bit"] + 20.0
+        on_calib[name] = float(si_snr(be.emulate(opt, calib[:3])[:, :, 0], run_onnx(models["gLN"], calib[:3])[:, :, 0]).mean())
+    assert 10.0 < snr["8bit"] < 40.0  # every activation 8-bit, min/max ranges from 8 clips
+    assert snr["16bit"] > snr["8bit"] + 2.0  # unseen clips also exceed calibrated ranges: clipping limits 16-bit
+    assert on_calib["16bit"] > on_calib["8bit"] + 20.0
 
 
 def test_cln_passes_optimize_and_compiles_a_hef(fake_dfc, models, signals, tmp_path: Path) -> None:
@@ -327,7 +332,7 @@ def test_wide_sixteen_bit_model_is_agent_infeasible(fake_dfc, tiny_checkpoint, t
         be.compile(opt, tmp_path / "c")
     f = _failure("compile", err.value)
     assert f.signature == "compile:BackendAllocatorException:agent_infeasible"
-    assert explain(f, layer_table(tr)).resolved_layer == "convtas/conv2"
+    assert explain(f, layer_table(tr)).resolved_layer == "convtas/conv3"  # first 32-channel layer
     assert not (tmp_path / "c" / "model.hef").exists()
     ok = be.optimize(tr, calib, NONE, QuantSettings(), tmp_path / "o8")
     assert be.compile(ok, tmp_path / "c8").path.is_file()
@@ -353,8 +358,8 @@ def test_fake_dfc_reproduces_parser_shape_and_state_errors(fake_dfc, models, sig
     tr = be.translate(models["gLN"], tmp_path / "t")
     runner = ClientRunner(hw_arch="hailo8", har=str(tr.path))
     with pytest.raises(Exception) as err:  # the hand loop's bug: an optimizer-invented name in a script
-        runner.load_model_script("model_optimization_config(negative_exponent, layers=[convtas/ne_activation_avgpool1], rank=0)\n")
-    assert _failure("optimize", err.value).signature == "optimize:BackendScriptParserException:convtas/ne_activation_avgpool1"
+        runner.load_model_script("model_optimization_config(negative_exponent, layers=[convtas/ne_activation_avgpool2], rank=0)\n")
+    assert _failure("optimize", err.value).signature == "optimize:BackendScriptParserException:convtas/ne_activation_avgpool2"
     with pytest.raises(Exception) as err:
         runner.load_model_script("quantization_param(conv1 precision_mode=a16_w16)\n")
     assert _failure("optimize", err.value).signature == "optimize:BackendScriptParserException:script_syntax"
@@ -368,3 +373,41 @@ def test_fake_dfc_reproduces_parser_shape_and_state_errors(fake_dfc, models, sig
     from hailo_model_optimization.acceleras.utils.acceleras_exceptions import NegativeSlopeExponentNonFixable
 
     assert NegativeSlopeExponentNonFixable.__name__ == "NegativeSlopeExponentNonFixable"
+
+
+def test_repair_loop_reaches_a_hef_through_the_fake(fake_dfc, models, signals, tmp_path: Path) -> None:
+    """The issue's loop: classify, resolve, fix, retry -- the signature changes and a HEF comes out."""
+    from harness.repair import Attempt, run_repairs
+
+    be = get_backend("hailo")
+    tr = be.translate(models["gLN"], tmp_path / "t")
+    scripts: list[str] = []
+
+    def attempt(ovs: OverrideSet) -> Attempt:
+        d = tmp_path / f"try{len(scripts)}"
+        stage = "optimize"
+        try:
+            opt = be.optimize(tr, signals[0], ovs, QuantSettings(), d / "o")
+            scripts.append((d / "o" / "model_script.alls").read_text())
+            stage = "compile"
+            return Attempt(value=be.compile(opt, d / "c"))
+        except Exception as exc:  # the pipeline gets these from its child processes as (class name, message)
+            f = _failure(stage, exc)
+            if not f.known:
+                raise
+            return Attempt(f, explain(f, layer_table(tr)).resolved_layer)
+
+    out = run_repairs(attempt, NONE, max_repairs=4)
+    assert out.succeeded and out.value.path.read_bytes().startswith(b"HEF")
+    assert out.log.signatures == [
+        "optimize:NegativeSlopeExponentNonFixable:convtas/ne_activation_avgpool2",
+        "optimize:NegativeSlopeExponentNonFixable:convtas/ne_activation_avgpool4",
+    ]
+    assert [e["fix"] for e in out.log.entries] == [
+        "negative_exponent:convtas/avgpool2",
+        "negative_exponent:convtas/avgpool*",
+        None,
+    ]
+    assert "ne_activation" not in "".join(scripts)  # no invented name ever reached load_model_script
+    paths = out.log.write(tmp_path / "trial")
+    assert json.loads(paths[1].read_text())["signature_changed"] is True

@@ -8,8 +8,12 @@ What rests on public facts [C]: HN layer keys are ``<net>/<type><index>`` with p
 What is guessed [I]: which HN type each ONNX op becomes. ``ReduceMean`` over the time axis (gLN's axes
 ``[1, 2, 3]``) becomes ``avgpool`` (HD saw ``ne_activation_avgpool6`` in a gLN model [T]); ``ReduceMean`` over
 channels only (cLN's axis ``[1]``) becomes ``reduce_sum`` (summing over the channel axis parsed in
-IDX-70898832909 [T]); activations are separate ``activation`` layers (the real DFC often fuses them into the
-preceding conv); binary ops are ``ew_*`` layers; ``Pow(x, 2)`` is an ``ew_mult``.
+IDX-70898832909 [T]); binary ops are ``ew_*`` layers; ``Pow(x, 2)`` is an ``ew_mult``. An activation (ReLU,
+PReLU, Sigmoid, Clip, Sqrt) and a constant-operand Add/Sub/Mul/Div fold into the layer producing their input
+when that layer feeds nothing else (``change_output_activation(conv, sigmoid)`` in MZ scripts [C] shows that
+activations are a property of the producing layer; folding constants is a guess). So a gLN becomes
+``avgpool`` (mean), ``ew_sub``, ``ew_mult`` (square), ``avgpool`` (variance, with ``+ eps`` and ``Sqrt`` folded in:
+an avgpool *with an activation*, which is what ``ne_activation_avgpoolN`` names) and ``ew_div`` (with gamma/beta).
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ class Translation:
     Attributes:
         hn: The HN dict (``name``, ``net_params``, ``layers``).
         tensors: Scoped HN layer -> the ONNX tensor holding its output (fake-internal, not part of the HN).
-        global_pools: ``avgpool`` layers lowered from a ReduceMean over channels *and* time (gLN), in order.
+        global_pools: ``avgpool`` layers lowered from a ReduceMean over channels *and* time (gLN) that carry a
+            fused activation (the variance pools: ``+ eps`` and ``Sqrt`` fold into them), in order.
     """
 
     hn: dict[str, Any]
@@ -118,7 +123,6 @@ def translate(
     layers: dict[str, dict[str, Any]] = {}
     owner: dict[str, str] = {}
     out_tensor: dict[str, str] = {}
-    pools: list[str] = []
     errors: list[str] = []
     recommend: list[str] = []
     producer_node: dict[str, str] = {}
@@ -139,6 +143,18 @@ def translate(
         out_tensor[name] = out
         return name
 
+    consumers: collections.Counter[str] = collections.Counter(t for n in graph.node for t in n.input)
+    consumers.update(o.name for o in graph.output)
+
+    def _fuse(layer: str, node: onnx.NodeProto, params: dict[str, Any]) -> None:
+        """Fold an activation or a constant-operand op into the layer that produces its input."""
+        layers[layer]["original_names"].append(node.name)
+        layers[layer]["params"].update(params)
+        layers[layer]["params"].setdefault("fused_ops", []).append(node.op_type)
+        layers[layer]["output_shapes"] = [_nhwc(shapes[node.output[0]])]
+        owner[node.output[0]] = layer
+        out_tensor[layer] = node.output[0]
+
     add("input_layer", [in_name], [], in_name, {})
     for node in graph.node:
         op = node.op_type
@@ -151,6 +167,20 @@ def translate(
             raise UnsupportedModelError(f"1D form is not supported in layer {node.name} of type {op}Layer")
         if op == "Identity":
             owner[node.output[0]] = owner[dyn[0]]
+            continue
+        src = owner.get(dyn[0]) if len(dyn) == 1 else None
+        fusable = (
+            src is not None
+            and layers[src]["type"] != "input_layer"
+            and out_tensor[src] == dyn[0]
+            and consumers[dyn[0]] == 1
+            and not errors
+        )
+        if fusable and op in _ACTIVATIONS and "activation" not in layers[src]["params"]:
+            _fuse(src, node, {"activation": _ACTIVATIONS[op]})
+            continue
+        if fusable and op in ("Add", "Sub", "Mul", "Div"):
+            _fuse(src, node, {})
             continue
         params: dict[str, Any] = {}
         if op in ("Conv", "ConvTranspose"):
@@ -192,9 +222,7 @@ def translate(
             continue
         if errors:
             continue  # keep collecting errors; layers after an unsupported op are meaningless
-        name = add(kind, [node.name], dyn, node.output[0], params)
-        if kind == "avgpool" and 1 in params["reduce_axes"]:
-            pools.append(name)
+        add(kind, [node.name], dyn, node.output[0], params)
     if errors:
         recs = list(dict.fromkeys(recommend))
         raise ParsingWithRecommendationException(
@@ -204,6 +232,10 @@ def translate(
             recs,
         )
 
+    pools = [
+        n for n, layer in layers.items()
+        if layer["type"] == "avgpool" and 1 in layer["params"]["reduce_axes"] and "activation" in layer["params"]
+    ]
     order = []
     for i, o in enumerate(graph_outputs, 1):
         name = f"{net_name}/output_layer{i}"

@@ -1,0 +1,62 @@
+"""The worker process of :mod:`harness.isolation`: ``python -m harness._worker READ_FD WRITE_FD``.
+
+Loops over requests ``(target, args, kwargs, log_path)`` received on READ_FD, runs ``module:function`` with
+stdout/stderr redirected to ``log_path``, and answers on WRITE_FD with ``("ok", value, peak_rss_mb)`` or
+``("err", class_name, message, traceback)``. Exits when the parent closes the pipe.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import resource
+import sys
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+
+def _redirect(log_path: str | None, saved: tuple[int, int]) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if log_path:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    else:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+
+
+def _serve(inbox: Connection, outbox: Connection) -> None:
+    saved = (os.dup(1), os.dup(2))
+    while True:
+        try:
+            target, args, kwargs, log_path = inbox.recv()
+        except EOFError:
+            return
+        _redirect(log_path, saved)
+        reply: tuple[Any, ...]
+        try:
+            module, func = target.split(":")
+            value = getattr(importlib.import_module(module), func)(*args, **kwargs)
+            reply = ("ok", value, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported to the parent
+            tb = traceback.format_exc()
+            sys.stderr.write(tb)
+            reply = ("err", type(exc).__name__, str(exc), tb)
+        _redirect(None, saved)
+        try:
+            outbox.send(reply)
+        except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
+            outbox.send(("err", type(exc).__name__, f"cannot send the result back: {exc}", ""))
+
+
+def main(argv: list[str]) -> None:
+    """Serve requests on the two pipe file descriptors given on the command line."""
+    _serve(Connection(int(argv[1]), writable=False), Connection(int(argv[2]), readable=False))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
