@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends import Compiled, Optimized, QuantSettings, Translated
+from harness.backends import Compiled, Optimized, OverrideSet, QuantSettings, Translated
 from harness.cache import CachedBuildError, StageCache, StageEntry, file_sha256, stage_key
 from harness.failures import Failure, classify
 from harness.isolation import IsolatedFailure, Worker
@@ -336,33 +337,37 @@ class Pipeline:
         overrides = space.override_set(cfg.override_set)
         settings = QuantSettings(method=cfg.calib_method)  # type: ignore[arg-type]
         reuse = self.cache.root / "reuse" / stage_key("ranges", 1, {"method": settings.method}, (tr.key, calib.key))
-        opt = self._stage(
-            "optimize",
-            stage_key(
+
+        def optimize_compile(ovs: OverrideSet) -> tuple[StageEntry, Optimized, Compiled]:
+            opt = self._stage(
                 "optimize",
-                _VERSIONS["optimize"],
-                {"overrides": overrides.to_dict(), "settings": settings.to_dict()},
-                (tr.key, calib.key),
-            ),
-            lambda d: _to_meta(
-                self._isolated(
-                    "optimize", "optimize", d, translated, calib.path / "calibration.npy", overrides, settings, d, reuse
+                stage_key(
+                    "optimize",
+                    _VERSIONS["optimize"],
+                    {"overrides": ovs.to_dict(), "settings": settings.to_dict()},
+                    (tr.key, calib.key),
                 ),
-                d,
-            ),
-            stages,
-        )
-        optimized = _from_meta(Optimized, opt.meta, opt.path)
+                lambda d: _to_meta(
+                    self._isolated("optimize", "optimize", d, translated, calib.path / "calibration.npy", ovs, settings, d, reuse),
+                    d,
+                ),
+                stages,
+            )
+            optimized = _from_meta(Optimized, opt.meta, opt.path)
+            comp = self._stage(
+                "compile",
+                stage_key("compile", _VERSIONS["compile"], {}, (opt.key,)),
+                lambda d: _to_meta(self._isolated("compile", "compile_", d, optimized, d), d),
+                stages,
+            )
+            return opt, optimized, _from_meta(Compiled, comp.meta, comp.path)
+
+        if space.repairs:
+            opt, optimized, compiled = self._repair_loop(optimize_compile, overrides, translated, artifacts, info)
+        else:
+            opt, optimized, compiled = optimize_compile(overrides)
         info["optimize"] = {"applied": list(optimized.applied), "ignored": list(optimized.ignored), **optimized.info}
         artifacts += [(p, "optimize") for p in (optimized.script, opt.path / "optimize.log") if p is not None and p.exists()]
-
-        comp = self._stage(
-            "compile",
-            stage_key("compile", _VERSIONS["compile"], {}, (opt.key,)),
-            lambda d: _to_meta(self._isolated("compile", "compile_", d, optimized, d), d),
-            stages,
-        )
-        compiled = _from_meta(Compiled, comp.meta, comp.path)
         info["compile"] = compiled.info
         artifacts.append((compiled.path, "compiled"))
 
@@ -377,6 +382,45 @@ class Pipeline:
         if not per_clip_path.exists():
             per_clip_path.write_text(json.dumps(per_clip, indent=2))
         artifacts.append((per_clip_path, "metrics"))
+
+    def _repair_loop(
+        self,
+        optimize_compile: Callable[[OverrideSet], tuple[StageEntry, Optimized, Compiled]],
+        overrides: OverrideSet,
+        translated: Translated,
+        artifacts: list[tuple[Path, str]],
+        info: dict[str, Any],
+    ) -> tuple[StageEntry, Optimized, Compiled]:
+        """optimize + compile, and after each classified failure the next fix from the repair table.
+
+        Every iteration is written to ``compile_failure.txt`` / ``compile_failure.json`` (trial artifacts).
+
+        Raises:
+            _StageFailed: the loop stopped without success (the last failure ends the trial).
+        """
+        from harness.backends import backend_class
+        from harness.repair import Attempt, run_repairs
+
+        diagnose = backend_class(self.space.backend).diagnose
+        failures: list[_StageFailed] = []
+
+        def attempt(ovs: OverrideSet) -> Attempt:
+            start = time.monotonic()
+            try:
+                return Attempt(value=optimize_compile(ovs), seconds=time.monotonic() - start)
+            except _StageFailed as exc:
+                failures.append(exc)
+                layer = diagnose(exc.failure, translated)
+                return Attempt(exc.failure, layer, seconds=time.monotonic() - start)
+
+        outcome = run_repairs(attempt, overrides, max_repairs=self.space.repairs)
+        folder = self.cache.root / "repairs" / uuid.uuid4().hex
+        artifacts += [(p, "") for p in outcome.log.write(folder)]
+        info["repair"] = {**outcome.log.tags(), "final_override_set": outcome.overrides.to_dict()}
+        if not outcome.succeeded:
+            raise failures[-1]
+        result: tuple[StageEntry, Optimized, Compiled] = outcome.value
+        return result
 
     # -- stage bodies (run in the cache's temp folder) --------------------------------------------------------
     def _export(self, cfg: TrialConfig, ev: Any, d: Path) -> dict[str, Any]:

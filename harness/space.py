@@ -16,6 +16,7 @@ Schema (every key optional unless marked; unknown keys are rejected)::
     stage_timeout: 300                 # per isolated stage (optimize, compile, emulate), seconds
     seed: 0                            # sampler seed
     fidelity_gate_db: 60               # export gate: SI-SNR(torch, ONNX float) must reach this
+    max_repairs: null                  # repair loop after optimize/compile failures (default: hailo 6, ort 0)
     dimensions:                        # each: a list (categorical), {low, high[, step, log]} or a scalar (fixed)
       prelu: [keep, relu, maxmin]
       norm: [gLN, cLN, affine, identity]
@@ -172,6 +173,7 @@ class SearchSpace(BaseModel):
     stage_timeout: Annotated[float, Field(gt=0)] = 300.0
     seed: int | None = 0
     fidelity_gate_db: float = 60.0
+    max_repairs: Annotated[int, Field(ge=0, le=50)] | None = None
     dimensions: Dimensions = Dimensions()
     override_sets: dict[str, tuple[OverrideModel, ...]] = Field(default_factory=lambda: {"none": ()})
     enqueue: tuple[dict[str, Scalar], ...] = ()
@@ -216,6 +218,13 @@ class SearchSpace(BaseModel):
             "backend": self.backend,
             "backend_options": self.backend_options,
         }
+
+    @property
+    def repairs(self) -> int:
+        """How many repairs a trial may apply (``max_repairs``, else the backend's default)."""
+        if self.max_repairs is not None:
+            return self.max_repairs
+        return 6 if self.backend == "hailo" else 0
 
     def backend_spec(self) -> BackendSpec:
         """The picklable backend recipe for child processes."""

@@ -259,6 +259,9 @@ def _log_result(tracker: Tracker, run_id: str, result: TrialResult) -> None:
     if result.failure is not None:
         tags["hefsweep.signature"] = result.failure.signature
         tags["hefsweep.failed_stage"] = result.failure.stage
+    for k, v in (result.info.get("repair") or {}).items():
+        if k != "final_override_set":
+            tags[f"hefsweep.{k}"] = v
     if "calibration_key" in result.info:
         tags["hefsweep.calibration_set"] = result.info["calibration_key"]
     fired = result.info.get("fired")
@@ -275,7 +278,7 @@ def _log_result(tracker: Tracker, run_id: str, result: TrialResult) -> None:
     tracker.log_metrics(run_id, metrics)
     for path, folder in result.artifacts:
         if path.exists():
-            tracker.log_artifact(run_id, path, folder)
+            tracker.log_artifact(run_id, path, folder or None)
     info = {k: v for k, v in result.info.items() if k != "traceback"}
     tracker.log_json(run_id, {"status": result.status, "stages": result.stages, **info}, "trial.json")
     if result.failure is not None:

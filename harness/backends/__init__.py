@@ -33,6 +33,7 @@ __all__ = [
     "OverrideTargetNotFound",
     "QuantSettings",
     "Translated",
+    "backend_class",
     "get_backend",
     "resolve_targets",
 ]
@@ -44,6 +45,14 @@ BACKENDS: dict[str, str] = {
 }
 
 
+def backend_class(name: str) -> Any:
+    """The backend's class, imported but not constructed (no SDK needed for its static helpers)."""
+    if name not in BACKENDS:
+        raise ConfigError(f"backend {name!r}", "unknown backend", f"one of {sorted(BACKENDS)}")
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def get_backend(name: str, **options: Any) -> Backend:
     """Construct the backend registered under ``name`` with keyword ``options`` (e.g. ``hw_arch``).
 
@@ -53,8 +62,7 @@ def get_backend(name: str, **options: Any) -> Backend:
     """
     if name not in BACKENDS:
         raise ConfigError(f"backend {name!r}", "unknown backend", f"one of {sorted(BACKENDS)}")
-    module, cls = BACKENDS[name].split(":")
-    factory = getattr(importlib.import_module(module), cls)
+    factory = backend_class(name)
     try:
         backend: Backend = factory(**options)
     except TypeError as exc:

@@ -75,6 +75,12 @@ class OrtBackend:
 
     name = "ort"
 
+    @staticmethod
+    def diagnose(failure: Any, translated: Translated) -> str | None:
+        """The model layer a classified failure is about (ONNX node / tensor names are used as they are)."""
+        layer = failure.groups.get("layer")
+        return layer if layer in translated.layers else None
+
     def versions(self) -> dict[str, str]:
         import onnx
         import onnxruntime

@@ -116,6 +116,13 @@ class HailoBackend:
 
     name = "hailo"
 
+    @staticmethod
+    def diagnose(failure: Any, translated: Translated) -> str | None:
+        """The HN layer a classified failure is about (``ne_activation_avgpool6`` -> ``<net>/avgpool6``)."""
+        from harness.backends.hailo._rules import explain
+
+        return explain(failure, layer_table(translated)).resolved_layer
+
     def __init__(
         self,
         hw_arch: str = "hailo8",
