@@ -166,7 +166,39 @@ class Ui(Command):
         return subprocess.call(cmd)
 
 
-COMMANDS: tuple[type[Command], ...] = (Sweep, Export, DemoData, Ui)
+class Doctor(Command):
+    """Check this machine for a sweep: Python, torch, onnx, onnxruntime, the Hailo DFC (and hw_arch values),
+    GPU, and whether the configured stores are reachable. Exits 1 when something the backend needs is missing."""
+
+    name = "doctor"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--backend", choices=["ort", "hailo"], default="ort")
+        _store_options(p)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from harness.doctor import run_checks
+        from harness.sweep import default_storage
+        from harness.tracking import default_tracking_uri
+
+        checks = run_checks(
+            args.backend,
+            args.storage or default_storage(args.root),
+            args.tracking_uri or default_tracking_uri(args.root),
+        )
+        width = max(len(c.name) for c in checks)
+        for c in checks:
+            mark = "ok  " if c.ok else ("MISS" if c.required else "--  ")
+            print(f"[{mark}] {c.name:<{width}}  {c.detail}")
+        missing = [c.name for c in checks if c.required and not c.ok]
+        if missing:
+            print(f"\nmissing for backend {args.backend}: {', '.join(missing)}")
+            return 1
+        print(f"\nready for backend {args.backend}")
+        return 0
+
+
+COMMANDS: tuple[type[Command], ...] = (Sweep, Export, DemoData, Ui, Doctor)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:

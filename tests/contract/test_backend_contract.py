@@ -113,6 +113,7 @@ class TestHailoBackendOnFakeDfc(BackendContract):
                 del sys.modules[name]
 
 
+@pytest.mark.hailo
 @pytest.mark.skipif(not _real_dfc_installed(), reason="needs the real Hailo DFC (hailo_sdk_client) installed")
 class TestHailoBackendOnRealDfc(BackendContract):
     """The same contract against the installed DFC (runs only where ``hailo_sdk_client`` is the real package)."""

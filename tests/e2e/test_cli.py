@@ -128,3 +128,20 @@ def test_bad_inputs_exit_1_with_one_line_and_lose_nothing(
     assert after == before
     trial_run = next(r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("hefsweep.role") == "trial")
     assert [a.path for a in client.list_artifacts(trial_run.info.run_id, "compiled")] == ["compiled/model.qdq.onnx"]
+
+
+def test_doctor_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    assert main(["doctor", "--root", str(tmp_path / "mlruns")]) == 0
+    out = capsys.readouterr().out
+    assert "[ok  ] torch" in out and "2.13.0" in out and "ready for backend ort" in out
+
+    monkeypatch.setitem(sys.modules, "hailo_sdk_client", None)  # no DFC here, fake or real
+    assert main(["doctor", "--backend", "hailo", "--root", str(tmp_path / "mlruns")]) == 1
+    out = capsys.readouterr().out
+    assert "[MISS] Hailo DFC (hailo_sdk_client)" in out and "Developer Zone" in out
+
+    code = main(["doctor", "--storage", "postgresql://nobody@127.0.0.1:1/none", "--root", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1 and "unreachable" in out and "missing for backend ort: Optuna storage" in out
