@@ -10,30 +10,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import ClassVar
-
+from harness._command import Command, store_options
 from harness.errors import HarnessError
 
 __all__ = ["main"]
-
-
-class Command:
-    """Base of subcommands: ``name``, help from the docstring, ``add_arguments`` and ``run``."""
-
-    name: ClassVar[str]
-
-    def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        """Declare options."""
-
-    def run(self, args: argparse.Namespace) -> int:
-        """Do the work; return the exit code."""
-        raise NotImplementedError
-
-
-def _store_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", type=Path, default=Path("mlruns"), help="folder of the local stores (default mlruns/)")
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<root>/optuna.db)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///<root>/mlflow.db)")
 
 
 class Sweep(Command):
@@ -48,7 +28,7 @@ class Sweep(Command):
         p.add_argument("--timeout", type=float, help="time budget in seconds (default: the space's)")
         p.add_argument("--study", help="study / experiment name (default: the space's)")
         p.add_argument("--backend", choices=["ort", "hailo"], help="backend (default: the space's)")
-        _store_options(p)
+        store_options(p)
 
     def run(self, args: argparse.Namespace) -> int:
         from harness.space import load_space
@@ -174,7 +154,7 @@ class Doctor(Command):
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--backend", choices=["ort", "hailo"], default="ort")
-        _store_options(p)
+        store_options(p)
 
     def run(self, args: argparse.Namespace) -> int:
         from harness.doctor import run_checks

@@ -212,13 +212,19 @@ class Pipeline:
         return int(_candidates(self.space.dimensions.width)[0])
 
     # -- the trial ----------------------------------------------------------------------------------------------
-    def run(self, cfg: TrialConfig) -> TrialResult:
-        """Run every stage for ``cfg``; a failing stage becomes a classified failed result."""
+    def run(self, cfg: TrialConfig, overrides: OverrideSet | None = None) -> TrialResult:
+        """Run every stage for ``cfg``; a failing stage becomes a classified failed result.
+
+        Args:
+            cfg: The trial's dimension values.
+            overrides: An explicit override set to use instead of the space's ``cfg.override_set`` (e.g. for
+                ``hefsweep minimize`` probes).
+        """
         stages: dict[str, dict[str, Any]] = {}
         artifacts: list[tuple[Path, str]] = []
         info: dict[str, Any] = {}
         try:
-            self._run(cfg, stages, artifacts, info)
+            self._run(cfg, stages, artifacts, info, overrides)
         except _StageFailed as exc:
             metrics = {f"time_{k}_s": v["seconds"] for k, v in stages.items()}
             if exc.failed_dir is not None:
@@ -271,7 +277,14 @@ class Pipeline:
         )
         return run.value
 
-    def _run(self, cfg: TrialConfig, stages: dict[str, Any], artifacts: list[tuple[Path, str]], info: dict[str, Any]) -> None:
+    def _run(
+        self,
+        cfg: TrialConfig,
+        stages: dict[str, Any],
+        artifacts: list[tuple[Path, str]],
+        info: dict[str, Any],
+        explicit: OverrideSet | None = None,
+    ) -> None:
         space = self.space
         ckpt_sha = file_sha256(space.checkpoint)
         import torch
@@ -313,6 +326,7 @@ class Pipeline:
         )
         artifacts.append((calib.path / "calibration_manifest.json", "calibration"))
         info["calibration_key"] = calib.meta["manifest_key"]
+        info["eval_key"] = ev.key
 
         # 3. float reference outputs on the evaluation set
         ref = self._stage(
@@ -334,7 +348,7 @@ class Pipeline:
         )
         translated = _from_meta(Translated, tr.meta, tr.path)
 
-        overrides = space.override_set(cfg.override_set)
+        overrides = explicit if explicit is not None else space.override_set(cfg.override_set)
         settings = QuantSettings(method=cfg.calib_method)  # type: ignore[arg-type]
         reuse = self.cache.root / "reuse" / stage_key("ranges", 1, {"method": settings.method}, (tr.key, calib.key))
 
@@ -368,8 +382,10 @@ class Pipeline:
             opt, optimized, compiled = optimize_compile(overrides)
         info["optimize"] = {"applied": list(optimized.applied), "ignored": list(optimized.ignored), **optimized.info}
         artifacts += [(p, "optimize") for p in (optimized.script, opt.path / "optimize.log") if p is not None and p.exists()]
-        info["compile"] = compiled.info
+        info["compile"] = {**compiled.info, "sha256": file_sha256(compiled.path), "file": compiled.path.name}
         artifacts.append((compiled.path, "compiled"))
+        if optimized.path != compiled.path and optimized.path.suffix != ".onnx":
+            artifacts.append((optimized.path, "optimize"))  # e.g. the quantized HAR, needed to re-emulate a HEF
 
         emu = self._stage(
             "emulate",

@@ -262,6 +262,11 @@ def _log_result(tracker: Tracker, run_id: str, result: TrialResult) -> None:
     for k, v in (result.info.get("repair") or {}).items():
         if k != "final_override_set":
             tags[f"hefsweep.{k}"] = v
+    if "compile" in result.info:
+        tags["hefsweep.artifact_sha256"] = result.info["compile"]["sha256"]
+        tags["hefsweep.artifact"] = f"compiled/{result.info['compile']['file']}"
+    if "eval_key" in result.info:
+        tags["hefsweep.eval_set"] = result.info["eval_key"]
     if "calibration_key" in result.info:
         tags["hefsweep.calibration_set"] = result.info["calibration_key"]
     fired = result.info.get("fired")
