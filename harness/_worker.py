@@ -53,8 +53,20 @@ def _serve(inbox: Connection, outbox: Connection) -> None:
             outbox.send(("err", type(exc).__name__, f"cannot send the result back: {exc}", ""))
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when its parent dies (a SIGKILLed sweep must not leave it running)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the worker still exits at its next request (EOF on the pipe)
+
+
 def main(argv: list[str]) -> None:
     """Serve requests on the two pipe file descriptors given on the command line."""
+    _die_with_parent()
     _serve(Connection(int(argv[1]), writable=False), Connection(int(argv[2]), readable=False))
 
 

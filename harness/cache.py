@@ -1,30 +1,92 @@
-"""Content-hash stage cache.
+"""Content-hash stage cache, with failures cached too.
 
 A stage's key is the sha256 of canonical JSON over (stage name, stage version, its parameters, the keys of
 the stages it consumes). A result is a directory built in a private temp folder and published with one
 ``rename`` -- so a reader never sees a half-written entry, concurrent workers building the same key do not
 corrupt each other (the loser's copy is discarded), and an entry is never overwritten.
 
-Layout under the root (default ``mlruns/cache``)::
+A build that fails for a *deterministic* reason is published the same way, as a failure record: the next
+``build`` of that key raises the same :class:`CachedBuildError` in milliseconds without running the stage
+(``replayed=True``). Transient causes are never recorded (see :func:`unrecorded_reason`): a timeout or a
+crashed worker, an interrupt, running out of memory, file-system trouble on the cache itself, a missing
+module, or a programming error in the harness.
 
-    <stage>/<key>/...          published results (``stage.json`` holds the stage's metadata)
-    failed/<stage>-<key12>-<n>/ what a failing build left behind (logs), kept for the trial's artifacts
-    tmp/                       builds in progress
+Layout under the root (``<root>/cache`` by default, or ``$HEFSWEEP_CACHE_DIR``, see :func:`default_cache_root`)::
+
+    <stage>/<key>/                published results (``stage.json`` holds the stage's metadata)
+    failures/<stage>/<key>/       recorded failures: ``cached_failure.json`` + what the build left (logs)
+    failed/<stage>-<key12>-<id>/  output of failed builds that were not recorded (transient causes, or a
+                                  failure another worker recorded first), kept for the trial's artifacts
+    tmp/                          builds in progress
+    trash/                        entries being deleted by :meth:`StageCache.prune`
+    reuse/, repairs/              owned by the pipeline (shared calibration ranges, repair logs)
+
+An entry's age is the time since it was last *used*: publication, or a cache hit (a hit touches the entry's
+folder). :meth:`StageCache.scan` and :meth:`StageCache.prune` implement ``hefsweep cache {info,prune}``.
 """
 
 from __future__ import annotations
 
+import builtins
+import errno
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
+import time
+import traceback
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["CachedBuildError", "StageCache", "StageEntry", "canonical_json", "file_sha256", "stage_key"]
+from harness.isolation import IsolatedFailure
+
+__all__ = [
+    "CACHE_DIR_ENV",
+    "CacheItem",
+    "CachedBuildError",
+    "FailureRecord",
+    "PruneReport",
+    "StageCache",
+    "StageEntry",
+    "canonical_json",
+    "default_cache_root",
+    "file_sha256",
+    "folder_bytes",
+    "stage_key",
+    "unrecorded_reason",
+]
+
+log = logging.getLogger("harness.cache")
+
+#: Environment variable that moves the stage cache out of ``<root>/cache`` (e.g. onto a shared disk).
+CACHE_DIR_ENV = "HEFSWEEP_CACHE_DIR"
+
+#: Top-level folders of the cache root that are not stages.
+RESERVED = frozenset({"tmp", "failed", "failures", "trash", "reuse", "repairs"})
+
+#: ``tmp/`` and ``failed/`` folders untouched for this long are leftovers that ``prune`` removes.
+LEFTOVER_AGE_S = 3600.0
+
+_RECORD = "cached_failure.json"
+_RECORD_FORMAT = 1
+
+
+def default_cache_root(root: Path) -> Path:
+    """Where the stage cache lives: ``$HEFSWEEP_CACHE_DIR`` when set (``~`` expanded), else ``<root>/cache``.
+
+    Args:
+        root: The folder of the local stores (``mlruns/`` by default).
+    """
+    env = os.environ.get(CACHE_DIR_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    return Path(root) / "cache"
 
 
 def canonical_json(obj: Any) -> str:
@@ -56,7 +118,12 @@ def file_sha256(path: Path) -> str:
 
 @dataclass(frozen=True)
 class StageEntry:
-    """A published stage result."""
+    """A published stage result.
+
+    Attributes:
+        hit: True when the entry was found in the cache, False when this call built it.
+        seconds: How long the build took (0 for a hit).
+    """
 
     stage: str
     key: str
@@ -66,33 +133,288 @@ class StageEntry:
     seconds: float
 
 
-class CachedBuildError(Exception):
-    """A stage build failed; ``failed_dir`` keeps what it wrote (logs) and ``cause`` is the original error."""
+@dataclass(frozen=True)
+class FailureRecord:
+    """A recorded (deterministic) stage failure, as stored in ``failures/<stage>/<key>/cached_failure.json``.
 
-    def __init__(self, stage: str, cause: BaseException, failed_dir: Path) -> None:
+    Attributes:
+        exc_class: The exception class name (for isolated stages, the class raised in the worker).
+        message: The exception message, exactly as the pipeline classifies it (``str(exc)``).
+        traceback: The formatted traceback.
+        when: Unix time the failure was recorded.
+        seconds: How long the build ran before it failed.
+        path: The record's folder (also holds what the failed build wrote, e.g. its logs).
+    """
+
+    stage: str
+    key: str
+    exc_class: str
+    message: str
+    traceback: str
+    when: float
+    seconds: float
+    path: Path
+
+    def to_error(self) -> CachedBuildError:
+        """The error a replay raises: the pipeline classifies it exactly like the original."""
+        cause = IsolatedFailure(self.exc_class, self.message, self.traceback)
+        return CachedBuildError(self.stage, cause, self.path, replayed=True, record=self)
+
+
+class CachedBuildError(Exception):
+    """A stage build failed, now or (``replayed``) in an earlier build of the same key.
+
+    Attributes:
+        stage: The stage name.
+        cause: The original exception when the build ran now; an :class:`~harness.isolation.IsolatedFailure`
+            carrying the recorded class name, message and traceback when ``replayed``.
+        failed_dir: What the failed build wrote (logs); for a recorded failure, the record's folder.
+        replayed: True when the stage did not run because the failure of this key was recorded earlier.
+        record: The failure record (set when the failure was recorded now or replayed), else None.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        cause: BaseException,
+        failed_dir: Path,
+        replayed: bool = False,
+        record: FailureRecord | None = None,
+    ) -> None:
         self.stage = stage
         self.cause = cause
         self.failed_dir = failed_dir
+        self.replayed = replayed
+        self.record = record
         super().__init__(f"{stage}: {cause}")
 
 
-class StageCache:
-    """Directory-per-key store of stage results. Safe for concurrent processes on one file system."""
+# -- which failures are recorded -------------------------------------------------------------------------------
+_OSERROR_CLASSES = frozenset(
+    name for name, obj in vars(builtins).items() if isinstance(obj, type) and issubclass(obj, OSError)
+)
+#: Never recorded: the stage's process hung or died, or the run was interrupted.
+_TRANSIENT_CLASSES = frozenset(
+    {"Timeout", "Crash", "MemoryError", "KeyboardInterrupt", "SystemExit", "GeneratorExit", "TimeoutError",
+     "InterruptedError", "BlockingIOError", "ConnectionError", "BrokenPipeError", "ConnectionAbortedError",
+     "ConnectionRefusedError", "ConnectionResetError"}
+)  # fmt: skip
+#: Never recorded: the environment or the harness itself is broken, not the configuration.
+_BUG_CLASSES = frozenset(
+    {"ImportError", "ModuleNotFoundError", "AttributeError", "NameError", "UnboundLocalError", "TypeError",
+     "AssertionError", "NotImplementedError", "RecursionError", "SyntaxError", "IndentationError"}
+)  # fmt: skip
+#: OSErrors about the machine, wherever they happen.
+_DEVICE_ERRNOS = frozenset(
+    getattr(errno, n)
+    for n in ("ENOSPC", "EDQUOT", "EROFS", "EIO", "EMFILE", "ENFILE", "ENOMEM", "EAGAIN", "EBUSY", "ESTALE",
+              "EINTR", "ETIMEDOUT", "EPIPE")
+    if hasattr(errno, n)
+)  # fmt: skip
+_ERRNO_RE = re.compile(r"\[Errno (?P<errno>\d+)\]")
+_PATH_RE = re.compile(r": '(?P<path>[^']+)'")
 
-    def __init__(self, root: Path) -> None:
+
+def _under(path: str | os.PathLike[str] | None, root: Path) -> bool:
+    if not path:
+        return False
+    try:
+        p = Path(os.fsdecode(path)).resolve()
+        return p == root or root in p.parents
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
+def unrecorded_reason(cause: BaseException, cache_root: Path) -> str | None:
+    """Why a build failure must not be recorded (so it is retried next time), or None to record it.
+
+    Not recorded:
+
+    - an :class:`~harness.isolation.IsolatedFailure` of class ``Timeout`` or ``Crash`` (hung or killed worker);
+    - ``BaseException``s that are not ``Exception``s (``KeyboardInterrupt``, ``SystemExit``), ``MemoryError``,
+      connection and timeout errors;
+    - ``OSError``s with a device-level errno (``ENOSPC``, ``EDQUOT``, ``EROFS``, ``EIO``, ``EMFILE`` ...), with
+      no file name, or about a file inside the cache (``EACCES``/``ENOENT`` on the cache itself);
+    - errors that mean the harness or its environment is broken rather than the configuration:
+      ``ImportError``, ``AttributeError``, ``NameError``, ``TypeError``, ``AssertionError`` ...
+
+    The same rules apply to failures raised in an isolated worker (by class name, errno and path parsed from
+    the message).
+
+    Args:
+        cause: What the build raised.
+        cache_root: The cache's root folder (an ``OSError`` under it is the cache's own trouble).
+    """
+    root = Path(cache_root).resolve()
+    if isinstance(cause, IsolatedFailure):
+        cls, message = cause.exc_class, cause.message
+        m = _ERRNO_RE.search(message)
+        err_no = int(m["errno"]) if m else None
+        p = _PATH_RE.search(message)
+        filename: str | None = p["path"] if p else None
+        is_os = cls in _OSERROR_CLASSES
+    else:
+        if not isinstance(cause, Exception):
+            return f"{type(cause).__name__} is an interruption, not a stage outcome"
+        cls = type(cause).__name__
+        is_os = isinstance(cause, OSError)
+        err_no = cause.errno if isinstance(cause, OSError) else None
+        filename = cause.filename if isinstance(cause, OSError) else None
+        if isinstance(cause, OSError) and _under(cause.filename2, root):
+            return f"{cls} on the cache itself ({cause.filename2})"
+    if cls in _TRANSIENT_CLASSES:
+        return f"{cls} is transient"
+    if cls in _BUG_CLASSES:
+        return f"{cls} means a broken environment or harness, not a bad configuration"
+    if is_os:
+        if err_no in _DEVICE_ERRNOS:
+            return f"{cls} errno {err_no} ({errno.errorcode.get(err_no, '?')}) is about the machine"
+        if not filename:
+            return f"{cls} names no file; cannot tell whether it is the cache's own trouble"
+        if _under(filename, root):
+            return f"{cls} on the cache itself ({filename})"
+    return None
+
+
+def _cause_parts(cause: BaseException) -> tuple[str, str, str]:
+    """(class name, message, traceback) exactly as :meth:`harness.pipeline.Pipeline._stage` classifies them."""
+    if isinstance(cause, IsolatedFailure):
+        return cause.exc_class, cause.message, cause.traceback
+    return type(cause).__name__, str(cause), "".join(traceback.format_exception(cause))
+
+
+def _write_durable(path: Path, text: str) -> None:
+    """Write and fsync (the folder is renamed into place right after, so its content must be on disk)."""
+    with path.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# -- inspection and pruning ----------------------------------------------------------------------------------
+ItemKind = Literal["entry", "failure", "tmp", "failed", "trash"]
+
+
+@dataclass(frozen=True)
+class CacheItem:
+    """One removable thing in the cache (see :meth:`StageCache.scan`).
+
+    Attributes:
+        kind: ``entry`` (published result), ``failure`` (recorded failure), or leftovers: ``tmp`` (build in
+            progress or abandoned), ``failed`` (unrecorded failed build), ``trash`` (interrupted prune).
+        stage: The stage (for leftovers, parsed from the folder name; may be empty).
+        key: The key (for leftovers, the folder name).
+        path: The folder.
+        bytes: Size of the files in it.
+        used: Unix time of last use (the folder's mtime; a cache hit touches it). For ``tmp`` and ``failed``,
+            the newest mtime inside.
+    """
+
+    kind: ItemKind
+    stage: str
+    key: str
+    path: Path
+    bytes: int
+    used: float
+
+
+@dataclass
+class PruneReport:
+    """What :meth:`StageCache.prune` removed (or, with ``dry_run``, would remove)."""
+
+    removed: list[CacheItem] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def bytes_freed(self) -> int:
+        """Total size of the removed items."""
+        return sum(i.bytes for i in self.removed)
+
+    def count(self, kind: str) -> int:
+        """How many items of ``kind`` were removed."""
+        return sum(i.kind == kind for i in self.removed)
+
+
+def _tree(path: Path) -> tuple[int, float]:
+    """(total file bytes, newest mtime) of a folder, without following symlinks."""
+    size, newest = 0, 0.0
+    stack = [path]
+    while stack:
+        d = stack.pop()
+        try:
+            newest = max(newest, d.stat().st_mtime)
+            with os.scandir(d) as it:
+                for e in it:
+                    st = e.stat(follow_symlinks=False)
+                    newest = max(newest, st.st_mtime)
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(Path(e.path))
+                    else:
+                        size += st.st_size
+        except FileNotFoundError:
+            continue  # removed concurrently
+    return size, newest
+
+
+def folder_bytes(path: Path) -> int:
+    """Total size of the files under a folder (0 if it does not exist)."""
+    return _tree(path)[0] if path.is_dir() else 0
+
+
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        return sorted(p for p in path.iterdir() if p.is_dir())
+    except FileNotFoundError:
+        return []
+
+
+class StageCache:
+    """Directory-per-key store of stage results and recorded failures.
+
+    Safe for concurrent processes on one file system: publication is a single ``rename`` of a complete folder,
+    nothing published is ever modified or overwritten, and :meth:`prune` renames an entry away before deleting
+    it, so a reader sees a whole entry or none.
+
+    Args:
+        root: The cache folder (see :func:`default_cache_root`).
+        record_failures: Record deterministic build failures and replay them (default True).
+    """
+
+    def __init__(self, root: Path, record_failures: bool = True) -> None:
         self.root = Path(root)
+        self.record_failures = record_failures
 
     def path(self, stage: str, key: str) -> Path:
         """Where the entry for ``key`` lives (whether or not it exists)."""
         return self.root / stage / key
 
+    def failure_path(self, stage: str, key: str) -> Path:
+        """Where the failure record for ``key`` lives (whether or not it exists)."""
+        return self.root / "failures" / stage / key
+
     def lookup(self, stage: str, key: str) -> StageEntry | None:
         """The published entry, or None."""
         final = self.path(stage, key)
         meta_file = final / "stage.json"
-        if not meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        return StageEntry(stage, key, final, json.loads(meta_file.read_text()), True, 0.0)
+        _touch(final)
+        return StageEntry(stage, key, final, meta, True, 0.0)
+
+    def lookup_failure(self, stage: str, key: str) -> FailureRecord | None:
+        """The recorded failure of ``key``, or None (also when the record is unreadable or being pruned)."""
+        folder = self.failure_path(stage, key)
+        try:
+            raw = json.loads((folder / _RECORD).read_text())
+            record = FailureRecord(
+                stage, key, raw["exc_class"], raw["message"], raw["traceback"], raw["when"], raw["seconds"], folder
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        _touch(folder)
+        return record
 
     def build(
         self,
@@ -104,12 +426,17 @@ class StageCache:
         """Return the entry for ``key``, building it with ``fn(tmpdir) -> meta`` if it is not published yet.
 
         Raises:
-            CachedBuildError: ``fn`` raised; its partial output is kept under ``failed/``.
+            CachedBuildError: ``fn`` raised (``cause`` is what it raised; its partial output is kept in
+                ``failed_dir``), or an earlier build of ``key`` failed for a recorded reason (``replayed``;
+                ``fn`` is not called). ``KeyboardInterrupt`` and ``SystemExit`` propagate unwrapped.
         """
         found = self.lookup(stage, key)
         if found is not None:
             return found
-        import time
+        if self.record_failures:
+            record = self.lookup_failure(stage, key)
+            if record is not None:
+                raise record.to_error()
 
         now = clock or time.monotonic
         tmp = self.root / "tmp" / f"{stage}-{key[:12]}-{uuid.uuid4().hex[:8]}"
@@ -118,13 +445,14 @@ class StageCache:
         try:
             meta = fn(tmp)
         except BaseException as exc:
-            failed = self.root / "failed" / tmp.name
-            failed.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, failed)
-            raise CachedBuildError(stage, exc, failed) from exc
+            seconds = now() - start
+            err = self._failed(stage, key, tmp, exc, seconds)
+            if not isinstance(exc, Exception):
+                raise  # an interrupt is not a stage outcome
+            raise err from exc
         seconds = now() - start
         meta = {**meta, "seconds": seconds}
-        (tmp / "stage.json").write_text(json.dumps(meta, indent=2, default=str))
+        _write_durable(tmp / "stage.json", json.dumps(meta, indent=2, default=str))
         final = self.path(stage, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -137,3 +465,167 @@ class StageCache:
                 raise
             return existing
         return StageEntry(stage, key, final, meta, False, seconds)
+
+    def _failed(self, stage: str, key: str, tmp: Path, exc: BaseException, seconds: float) -> CachedBuildError:
+        """Record the failure (or keep the output under ``failed/``) and return the error to raise."""
+        reason = unrecorded_reason(exc, self.root) if self.record_failures else "failure recording is off"
+        if reason is None:
+            try:
+                record = self._record(stage, key, tmp, exc, seconds)
+            except OSError as rec_exc:  # e.g. ENOSPC while writing the record: retried next time
+                reason = f"could not write the record ({rec_exc})"
+                log.warning("%s %s: %s", stage, key[:12], reason)
+            else:
+                if record is not None:
+                    return CachedBuildError(stage, exc, record.path, replayed=False, record=record)
+                reason = "another worker recorded this key's failure first"
+        log.debug("%s %s: failure not recorded: %s", stage, key[:12], reason)
+        failed = self.root / "failed" / tmp.name
+        try:
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, failed)
+        except OSError:
+            failed = tmp
+        return CachedBuildError(stage, exc, failed)
+
+    def _record(self, stage: str, key: str, tmp: Path, exc: BaseException, seconds: float) -> FailureRecord | None:
+        """Publish ``tmp`` (the failed output plus the record) as the key's failure; None if one exists."""
+        exc_class, message, tb = _cause_parts(exc)
+        when = time.time()
+        record = {
+            "format": _RECORD_FORMAT,
+            "stage": stage,
+            "key": key,
+            "exc_class": exc_class,
+            "message": message,
+            "traceback": tb,
+            "when": when,
+            "when_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(when)),
+            "seconds": seconds,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+        _write_durable(tmp / _RECORD, json.dumps(record, indent=2))
+        final = self.failure_path(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(tmp, final)  # fails on an existing (never empty) record: never overwritten
+        except OSError:
+            if final.is_dir():
+                (tmp / _RECORD).unlink(missing_ok=True)
+                return None
+            raise
+        return FailureRecord(stage, key, exc_class, message, tb, when, seconds, final)
+
+    # -- inspection and pruning -----------------------------------------------------------------------------
+    def stages(self) -> list[str]:
+        """Stage names that have entries or failure records."""
+        names = {p.name for p in _subdirs(self.root) if p.name not in RESERVED}
+        names |= {p.name for p in _subdirs(self.root / "failures")}
+        return sorted(names)
+
+    def scan(self, kinds: Iterable[ItemKind] = ("entry", "failure", "tmp", "failed", "trash")) -> list[CacheItem]:
+        """Every entry, failure record and leftover folder, with its size and last use."""
+        wanted = set(kinds)
+        items: list[CacheItem] = []
+        for stage in self.stages():
+            if "entry" in wanted:
+                for p in _subdirs(self.root / stage):
+                    size, _ = _tree(p)
+                    items.append(CacheItem("entry", stage, p.name, p, size, _mtime(p)))
+            if "failure" in wanted:
+                for p in _subdirs(self.root / "failures" / stage):
+                    size, _ = _tree(p)
+                    items.append(CacheItem("failure", stage, p.name, p, size, _mtime(p)))
+        for kind in ("tmp", "failed", "trash"):
+            if kind in wanted:
+                for p in _subdirs(self.root / kind):
+                    size, newest = _tree(p)
+                    stage = p.name.rsplit("-", 2)[0] if p.name.count("-") >= 2 else ""
+                    items.append(CacheItem(kind, stage, p.name, p, size, newest))  # type: ignore[arg-type]
+        return items
+
+    def remove(self, item: CacheItem) -> bool:
+        """Delete one item: rename it into ``trash/`` (atomic for readers), then delete it.
+
+        Returns:
+            False when it was already gone (removed concurrently).
+        """
+        target = item.path
+        if item.kind != "trash":
+            target = self.root / "trash" / f"{item.stage or 'x'}-{item.key[:12]}-{uuid.uuid4().hex[:8]}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(item.path, target)
+            except FileNotFoundError:
+                return False
+        shutil.rmtree(target, ignore_errors=True)
+        return True
+
+    def prune(
+        self,
+        *,
+        older_than_days: float | None = None,
+        stage: str | None = None,
+        failures_only: bool = False,
+        keep_last: int | None = None,
+        dry_run: bool = False,
+        now: float | None = None,
+    ) -> PruneReport:
+        """Remove entries and failure records, and clean leftovers.
+
+        Selection: entries and failure records (only failure records with ``failures_only``) of ``stage`` (all
+        stages if None) not used for ``older_than_days``, except the ``keep_last`` most recently used of each
+        stage. With no selector at all (no age, stage, failures-only or keep-last), nothing published is
+        removed. Always: ``tmp/`` and ``failed/`` folders untouched for :data:`LEFTOVER_AGE_S` (of ``stage``,
+        if given) and interrupted-prune folders in ``trash/``.
+
+        Args:
+            older_than_days: Minimum age (days since last use).
+            stage: Restrict to one stage.
+            failures_only: Remove failure records only (keep results).
+            keep_last: Keep this many most recently used items per stage.
+            dry_run: Report what would be removed; remove nothing.
+            now: Current Unix time (for tests).
+
+        Returns:
+            The :class:`PruneReport`.
+        """
+        now = time.time() if now is None else now
+        report = PruneReport(dry_run=dry_run)
+        selecting = older_than_days is not None or stage is not None or failures_only or keep_last is not None
+        kinds: tuple[ItemKind, ...] = ("failure",) if failures_only else ("entry", "failure")
+        chosen: list[CacheItem] = []
+        if selecting:
+            published = [i for i in self.scan(kinds) if stage is None or i.stage == stage]
+            protected: set[Path] = set()
+            if keep_last:
+                by_stage: dict[str, list[CacheItem]] = {}
+                for i in published:
+                    by_stage.setdefault(i.stage, []).append(i)
+                for group in by_stage.values():
+                    protected |= {i.path for i in sorted(group, key=lambda i: -i.used)[:keep_last]}
+            min_age = (older_than_days or 0.0) * 86400.0
+            chosen += [i for i in published if i.path not in protected and now - i.used >= min_age]
+        for i in self.scan(("tmp", "failed", "trash")):
+            if i.kind == "trash" or (now - i.used >= LEFTOVER_AGE_S and (stage is None or i.stage == stage)):
+                chosen.append(i)
+        for item in chosen:
+            if dry_run or self.remove(item):
+                report.removed.append(item)
+        return report
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _touch(p: Path) -> None:
+    """Mark a folder as used now (best effort: a read-only cache still works)."""
+    try:
+        os.utime(p)
+    except OSError:
+        pass

@@ -24,7 +24,7 @@ class Sweep(Command):
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("space", type=Path, help="search-space YAML (see search_spaces/)")
-        p.add_argument("--trials", type=int, help="number of trials (default: the space's)")
+        p.add_argument("--trials", type=int, help="number of trials (default: the space's; 0: create the study only)")
         p.add_argument("--timeout", type=float, help="time budget in seconds (default: the space's)")
         p.add_argument("--study", help="study / experiment name (default: the space's)")
         p.add_argument("--backend", choices=["ort", "hailo"], help="backend (default: the space's)")
@@ -38,8 +38,8 @@ class Sweep(Command):
         space = load_space(args.space)
         if args.backend:
             space = space.model_copy(update={"backend": args.backend})
-        if args.trials is not None and args.trials < 1:
-            raise HarnessError("--trials", f"{args.trials}", "a positive number of trials")
+        if args.trials is not None and args.trials < 0:
+            raise HarnessError("--trials", f"{args.trials}", "a number of trials >= 0 (0 creates the study only)")
         s = run_sweep(
             space,
             trials=args.trials,
@@ -58,6 +58,39 @@ class Sweep(Command):
             print(f"best this run: trial #{s.best_trial} si_snr_db={s.best_value:.2f} (MLflow run {s.best_run_id})")
         print(f"MLflow: parent run {s.parent_run_id}; browse with `hefsweep ui --root {args.root}` ->")
         print("  " + runs_url("http://127.0.0.1:5000", s.experiment_id))
+        return 0
+
+
+class Worker(Command):
+    """Join a study as one more worker (any number, on any machine sharing the storage and tracking server):
+    runs trials until the study holds --trials finished trials."""
+
+    name = "worker"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--study", required=True, help="the study to join")
+        p.add_argument("--space", type=Path, help="search-space YAML (default: the file the study was created from)")
+        p.add_argument("--trials", type=int, help="total finished trials for the study (default: the space's)")
+        p.add_argument("--timeout", type=float, help="this worker's time budget in seconds")
+        store_options(p)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from harness.space import load_space
+        from harness.sweep import default_storage, run_sweep, study_space_file
+
+        storage = args.storage or default_storage(args.root)
+        space_file = args.space or study_space_file(args.study, storage)
+        space = load_space(space_file)
+        s = run_sweep(
+            space,
+            total=args.trials if args.trials is not None else space.trials,
+            timeout=args.timeout,
+            study_name=args.study,
+            storage=storage,
+            tracking_uri=args.tracking_uri,
+            root=args.root,
+        )
+        print(f"worker done: {s.n_trials} trials ({s.n_ok} ok, {s.n_failed} failed) in {s.seconds:.0f} s")
         return 0
 
 
@@ -178,7 +211,7 @@ class Doctor(Command):
         return 0
 
 
-COMMANDS: tuple[type[Command], ...] = (Sweep, Export, DemoData, Ui, Doctor)
+COMMANDS: tuple[type[Command], ...] = (Sweep, Worker, Export, DemoData, Ui, Doctor)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:

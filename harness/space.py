@@ -17,6 +17,10 @@ Schema (every key optional unless marked; unknown keys are rejected)::
     seed: 0                            # sampler seed
     fidelity_gate_db: 60               # export gate: SI-SNR(torch, ONNX float) must reach this
     max_repairs: null                  # repair loop after optimize/compile failures (default: hailo 6, ort 0)
+    repair_trials: true                # enqueue follow-up trials after a failure (harness/followups.py)
+    goal_db: null                      # stop the study when a feasible trial reaches this si_snr_db
+    worst_clip_floor_db: null          # constraint: the worst clip's SI-SNR must reach this
+    heartbeat: {interval: 10, grace: 60, max_retry: 2}   # crash safety: stale trials are retried
     dimensions:                        # each: a list (categorical), {low, high[, step, log]} or a scalar (fixed)
       prelu: [keep, relu, maxmin]
       norm: [gLN, cLN, affine, identity]
@@ -80,6 +84,21 @@ class IntRange(BaseModel):
 
 Scalar = int | float | str | None
 Dimension = IntRange | list[Scalar] | Scalar
+
+
+class Heartbeat(BaseModel):
+    """Crash safety: a trial whose worker stops heartbeating for ``grace`` seconds is failed and retried."""
+
+    model_config = _FROZEN
+    interval: Annotated[int, Field(ge=1)] = 10
+    grace: Annotated[int, Field(ge=2)] = 60
+    max_retry: Annotated[int, Field(ge=0)] = 2
+
+    @model_validator(mode="after")
+    def _check(self) -> Heartbeat:
+        if self.grace <= self.interval:
+            raise ValueError(f"grace {self.grace} <= interval {self.interval}; expected grace > interval")
+        return self
 
 
 class Data(BaseModel):
@@ -174,6 +193,10 @@ class SearchSpace(BaseModel):
     seed: int | None = 0
     fidelity_gate_db: float = 60.0
     max_repairs: Annotated[int, Field(ge=0, le=50)] | None = None
+    repair_trials: bool = True
+    goal_db: float | None = None
+    worst_clip_floor_db: float | None = None
+    heartbeat: Heartbeat = Heartbeat()
     dimensions: Dimensions = Dimensions()
     override_sets: dict[str, tuple[OverrideModel, ...]] = Field(default_factory=lambda: {"none": ()})
     enqueue: tuple[dict[str, Scalar], ...] = ()

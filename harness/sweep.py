@@ -1,9 +1,16 @@
 """The sweep: an Optuna study whose trials run the pipeline and log to MLflow.
 
-One place decides a trial's fate: a trial whose every stage passed returns its mean SI-SNR (the objective,
-maximised); a trial whose stage failed is recorded as FAIL with its failure signature in the trial's user
-attributes and in its MLflow run (``hefsweep.status=failed``, ``hefsweep.signature``). Neither ends the sweep.
-An interrupted trial's MLflow run is ended as KILLED.
+One place decides a trial's fate (:func:`_grade`): a trial whose every stage passed returns its mean SI-SNR (the
+objective, maximised); a trial whose stage failed is recorded as a COMPLETE trial with a graded constraint
+violation (:mod:`harness.feasibility`) so that the sampler learns where the feasible region ends, with its
+failure signature in the trial's user attributes and in its MLflow run (``hefsweep.status=failed``,
+``hefsweep.signature``), and follow-up trials are enqueued from :mod:`harness.followups`. Neither ends the sweep.
+
+Crash safety: the Optuna storage is an RDB storage with heartbeats. A trial whose worker dies (SIGKILL, a lost
+machine) stops heartbeating; the next worker to start a trial fails it, ends its MLflow run as KILLED and
+enqueues a retry (``RetryHeartbeatStaleTrialCallback``). An interrupted trial's MLflow run is ended as KILLED too.
+Any number of workers (``hefsweep worker``) on any number of machines can share one study through a PostgreSQL
+storage and an MLflow tracking server.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from harness.pipeline import Pipeline, TrialConfig, TrialResult
 from harness.space import IntRange, SearchSpace
 from harness.tracking import Tracker, default_tracking_uri
 
-__all__ = ["SweepSummary", "default_storage", "run_sweep", "suggest"]
+__all__ = ["SweepSummary", "default_storage", "run_sweep", "study_space_file", "suggest"]
 
 log = logging.getLogger("harness.sweep")
 
@@ -102,7 +109,45 @@ class _Display:
         self.stream.flush()
 
 
-def _open_study(space: SearchSpace, name: str, storage: str) -> Any:
+def _storage(url: str, space: SearchSpace, tracker_factory: Any) -> Any:
+    """An RDB storage with heartbeats; a stale trial's MLflow run is ended KILLED and the trial retried."""
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=space.heartbeat.max_retry)
+
+    def on_failed(study: Any, trial: Any) -> None:
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id:
+            try:
+                tracker = tracker_factory(study.study_name)
+                tracker.set_tags(run_id, {"hefsweep.status": "failed", "hefsweep.signature": "harness:WorkerLost:stale"})
+                tracker.end(run_id, "KILLED")
+            except Exception as exc:  # noqa: BLE001 - the retry must happen even if MLflow is down
+                log.warning("could not mark run %s of stale trial %d KILLED: %s", run_id, trial.number, exc)
+        retry(study, trial)
+
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:"):
+        kwargs["connect_args"] = {"timeout": 60}
+    elif url.startswith("postgres"):
+        kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        return RDBStorage(
+            url,
+            engine_kwargs=kwargs,
+            heartbeat_interval=space.heartbeat.interval,
+            grace_period=space.heartbeat.grace,
+            heartbeat_stale_trial_callback=on_failed,
+        )
+    except Exception as exc:  # noqa: BLE001 - storage errors are user errors
+        raise HarnessError(
+            f"Optuna storage {url.split('@')[-1]}",
+            f"unusable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            "a reachable, writable Optuna storage URL (sqlite:///..., postgresql://user@host/db)",
+        ) from None
+
+
+def _open_study(space: SearchSpace, name: str, storage: Any, url: str) -> Any:
     import optuna
 
     try:
@@ -113,23 +158,86 @@ def _open_study(space: SearchSpace, name: str, storage: str) -> Any:
             direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=4),
         )
+        fingerprint = json.dumps(space.fingerprint(), sort_keys=True)
+        stored = study.user_attrs.get("hefsweep.space")
+        if stored is None:
+            study.set_user_attr("hefsweep.space", fingerprint)
+            if space.source is not None:
+                study.set_user_attr("hefsweep.space_file", str(space.source))
     except Exception as exc:  # noqa: BLE001 - storage errors are user errors
         raise HarnessError(
-            f"Optuna storage {storage}",
+            f"Optuna storage {url.split('@')[-1]}",
             f"unusable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-            "a reachable Optuna storage URL (sqlite:///..., postgresql://...)",
+            "a reachable, writable Optuna storage URL (sqlite:///..., postgresql://user@host/db)",
         ) from None
-    fingerprint = json.dumps(space.fingerprint(), sort_keys=True)
-    stored = study.user_attrs.get("hefsweep.space")
-    if stored is None:
-        study.set_user_attr("hefsweep.space", fingerprint)
-    elif stored != fingerprint:
+    if stored is not None and stored != fingerprint:
         raise ConfigError(
-            f"study {name!r} in {storage}",
+            f"study {name!r} in {url.split('@')[-1]}",
             "exists with a different search space",
             "the space it was created with (use another --study name)",
         )
     return study
+
+
+def _grade(trial: Any, result: TrialResult, space: SearchSpace) -> float:
+    """Record the trial's constraints and return its objective value (see :mod:`harness.feasibility`)."""
+    from harness.feasibility import INFEASIBLE_VALUE, violation
+
+    if result.failure is not None:
+        trial.set_constraint("failure", violation(result.failure))
+        trial.set_constraint("worst_clip", 0.0)
+        return INFEASIBLE_VALUE
+    trial.set_constraint("failure", 0.0)
+    floor = space.worst_clip_floor_db
+    worst = result.metrics["si_snr_worst_db"]
+    trial.set_constraint("worst_clip", 0.0 if floor is None else max(floor - worst, 0.0))
+    return float(result.metrics["si_snr_db"])
+
+
+def _searched(params: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+    """Only the searched dimensions (fixed ones are not Optuna params)."""
+    dims = dict(space.dimension_items())
+    return {
+        k: v for k, v in params.items() if isinstance(dims.get(k), IntRange) or (isinstance(dims.get(k), list) and len(dims[k]) > 1)
+    }
+
+
+def _retry_of(study: Any, trial: Any) -> int | None:
+    """The number of the stale trial this one retries (``RetryHeartbeatStaleTrialCallback`` records it)."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    frozen = study._storage.get_trial(trial._trial_id)  # the live Trial does not expose system attrs
+    return RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+
+
+def study_space_file(study: str, storage: str) -> Path:
+    """The search-space file a study was created from (recorded in the study's user attributes).
+
+    Raises:
+        HarnessError: the study does not exist or has no recorded space file.
+    """
+    import optuna
+
+    try:
+        summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    except Exception as exc:  # noqa: BLE001
+        raise HarnessError(
+            f"Optuna storage {storage.split('@')[-1]}",
+            f"unreachable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            "a reachable Optuna storage URL",
+        ) from None
+    if study not in summaries:
+        raise HarnessError(f"study {study!r}", "not found in the storage", f"one of {sorted(summaries) or 'none'}")
+    path = summaries[study].user_attrs.get("hefsweep.space_file")
+    if not path:
+        raise HarnessError(f"study {study!r}", "no recorded space file", "--space SPACE.yaml")
+    return Path(path)
+
+
+def _done(study: Any) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
 def run_sweep(
@@ -143,12 +251,13 @@ def run_sweep(
     root: Path = Path("mlruns"),
     stream: TextIO | None = None,
     enqueue: list[dict[str, Any]] | None = None,
+    total: int | None = None,
 ) -> SweepSummary:
-    """Run (or resume) a sweep.
+    """Run (or resume, or join) a sweep.
 
     Args:
         space: The validated search space.
-        trials: Trials to run now (default: the space's ``trials``).
+        trials: Trials to run now (default: the space's ``trials``; 0 creates/opens the study and runs none).
         timeout: Time budget in seconds (default: the space's ``timeout``).
         study_name: Study (and MLflow experiment) name (default: the space's ``study``).
         storage: Optuna storage URL (default: ``sqlite:///<root>/optuna.db``).
@@ -156,6 +265,7 @@ def run_sweep(
         root: Folder of the default local stores, artifacts and the stage cache.
         stream: Where live progress goes (default stdout).
         enqueue: Configurations (dimension name -> value) to try first, before the sampler's own.
+        total: Worker mode: run until the study holds this many finished trials (shared by all workers).
 
     Returns:
         The :class:`SweepSummary`.
@@ -165,29 +275,45 @@ def run_sweep(
     """
     import optuna
 
+    import warnings
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retries
     start = time.monotonic()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     name = study_name or space.study
-    n_trials = trials or space.trials
+    n_trials = space.trials if trials is None else trials
     stream = stream or sys.stdout
-    display = _Display(n_trials, stream)
 
-    pipeline = Pipeline(space, StageCache(root / "cache"), progress=display.stage)
+    pipeline = Pipeline(space, StageCache(root / "cache"))
     pipeline.validate_inputs()
-    storage = storage or default_storage(root)
-    study = _open_study(space, name, storage)
-    tracker = Tracker(tracking_uri or default_tracking_uri(root), name, root / "artifacts")
+    url = storage or default_storage(root)
+    uri = tracking_uri or default_tracking_uri(root)
+
+    def tracker_factory(study_name: str) -> Tracker:
+        return Tracker(uri, study_name, root / "artifacts")
+
+    study = _open_study(space, name, _storage(url, space, tracker_factory), url)
+    tracker = tracker_factory(name)
     parent = tracker.parent_run(
         name,
         params={"space": str(space.source), "backend": space.backend, "checkpoint": str(space.checkpoint)},
-        tags={"hefsweep.backend": space.backend, "optuna.storage": storage.split("@")[-1]},
+        tags={"hefsweep.backend": space.backend, "optuna.storage": url.split("@")[-1]},
     )
     if space.source is not None:
         tracker.log_artifact(parent, space.source, "space")
     versions = {f"hefsweep.version.{k}": v for k, v in pipeline.backend_versions().items()}
     summary = SweepSummary(study=name, experiment_id=tracker.experiment_id, parent_run_id=parent)
+    callbacks: list[Any] = []
+    if total is not None:
+        from optuna.study import MaxTrialsCallback
+        from optuna.trial import TrialState
+
+        callbacks.append(MaxTrialsCallback(total, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        n_trials = max(total - _done(study), 0)
+    display = _Display(n_trials, stream)
+    pipeline.progress = display.stage
     stream.write(
         f"hefsweep: study '{name}' ({len(study.trials)} earlier trials), backend {space.backend}, "
         f"{n_trials} trials, MLflow experiment {tracker.experiment_id}\n"
@@ -196,11 +322,15 @@ def run_sweep(
     def objective(trial: optuna.Trial) -> float:
         cfg = suggest(trial, space)
         display.trial(trial.number, cfg)
+        extra = {k: str(v) for k, v in trial.user_attrs.items() if k.startswith("hefsweep.repair")}
+        retried = _retry_of(study, trial)
+        if retried is not None:
+            extra["hefsweep.retry_of"] = str(retried)
         run_id = tracker.child_run(
             parent,
             f"trial-{trial.number:04d}",
             params={**cfg.to_dict(), "backend": space.backend},
-            tags={"hefsweep.study": name, "hefsweep.trial": str(trial.number), **versions},
+            tags={"hefsweep.study": name, "hefsweep.trial": str(trial.number), **versions, **extra},
         )
         trial.set_user_attr("mlflow_run_id", run_id)
         try:
@@ -211,13 +341,18 @@ def run_sweep(
             tracker.end(run_id, "KILLED")
             raise
         tracker.end(run_id, "FINISHED" if result.ok else "FAILED")
+        value = _grade(trial, result, space)
+        trial.set_user_attr("status", result.status)
         summary.n_trials += 1
         if result.ok:
             summary.n_ok += 1
-            value = result.metrics["si_snr_db"]
             if summary.best_value is None or value > summary.best_value:
                 summary.best_value, summary.best_trial, summary.best_run_id = value, trial.number, run_id
             display.done(result, _best(study, value, trial.number))
+            floor_ok = space.worst_clip_floor_db is None or result.metrics["si_snr_worst_db"] >= space.worst_clip_floor_db
+            if space.goal_db is not None and value >= space.goal_db and floor_ok:
+                stream.write(f"goal reached: si_snr_db {value:.2f} >= {space.goal_db:g}; stopping\n")
+                study.stop()
             return value
         assert result.failure is not None
         sig = result.failure.signature
@@ -225,22 +360,25 @@ def run_sweep(
         summary.signatures[sig] = summary.signatures.get(sig, 0) + 1
         trial.set_user_attr("signature", sig)
         display.done(result, _best(study, None, trial.number))
-        raise _TrialFailed(sig)
+        if space.repair_trials:
+            from harness.followups import propose
+
+            for rule, params in propose(result.failure, cfg.to_dict(), space):
+                attrs = {"hefsweep.repair_of": trial.number, "hefsweep.repair_rule": rule}
+                study.enqueue_trial(_searched(params, space), user_attrs=attrs, skip_if_exists=True)
+        return value
 
     for params in [*space.enqueue, *(enqueue or ())]:
         study.enqueue_trial(params, skip_if_exists=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
-        study.optimize(objective, n_trials=n_trials, timeout=timeout or space.timeout, catch=(_TrialFailed,))
+        if n_trials > 0:
+            study.optimize(objective, n_trials=n_trials, timeout=timeout or space.timeout, callbacks=callbacks)
     finally:
         pipeline.close()
         summary.seconds = time.monotonic() - start
         _log_summary(tracker, parent, study, summary)
     return summary
-
-
-class _TrialFailed(Exception):
-    """A trial ended with a classified stage failure (its signature is the message)."""
 
 
 def _best(study: Any, value: float | None, number: int) -> tuple[float, int] | None:
@@ -302,7 +440,9 @@ def _log_summary(tracker: Tracker, parent: str, study: Any, summary: SweepSummar
             {
                 "n_trials": len(states),
                 "n_complete": sum(s == optuna.trial.TrialState.COMPLETE for s in states),
-                "n_failed": sum(s == optuna.trial.TrialState.FAIL for s in states),
+                "n_ok": sum(t.user_attrs.get("status") == "ok" for t in study.trials),
+                "n_failed": sum(t.user_attrs.get("status") == "failed" for t in study.trials),
+                "n_lost": sum(s == optuna.trial.TrialState.FAIL for s in states),
                 "sweep_seconds": summary.seconds,
                 **({"best_si_snr_db": float(study.best_value)} if _has_best(study) else {}),
             },
@@ -319,6 +459,7 @@ def _log_summary(tracker: Tracker, parent: str, study: Any, summary: SweepSummar
                 "value": t.value if t.value is not None and math.isfinite(t.value) else None,
                 "params": t.params,
                 "signature": t.user_attrs.get("signature"),
+                "constraints": t.constraints,
                 "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
             }
             for t in study.trials

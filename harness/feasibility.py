@@ -1,0 +1,70 @@
+"""Graded feasibility: how far a failed trial is from the feasible region.
+
+Optuna's samplers learn nothing from FAILED trials. hefsweep therefore records a failed trial as a COMPLETE
+trial with a constraint violation (``trial.set_constraint``; feasible means <= 0), graded from its failure, so
+that TPE sees the boundary: "desired shift 10 vs 8 data bits" (violation 2) is closer to feasible than an
+allocation failure, which is closer than an unknown failure. The objective value of an infeasible trial is
+:data:`INFEASIBLE_VALUE`; constrained TPE ranks infeasible trials by violation, not by that value.
+
+The table is ordered; the first row whose signature pattern matches wins. A row's grade is either a constant or
+computed from the numbers the classification parsed from the message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.failures import Failure
+
+__all__ = ["INFEASIBLE_VALUE", "UNKNOWN_VIOLATION", "GRADES", "Grade", "violation"]
+
+#: The objective value recorded for an infeasible (failed) trial.
+INFEASIBLE_VALUE = -50.0
+#: The violation of a failure no row knows.
+UNKNOWN_VIOLATION = 100.0
+
+
+@dataclass(frozen=True)
+class Grade:
+    """One row: signature regex -> violation (a constant or a function of the parsed numbers)."""
+
+    pattern: str
+    value: float | Callable[[dict[str, float]], float]
+    why: str
+
+
+def _shift(n: dict[str, float]) -> float:
+    if "desired_shift" in n and "data_bits" in n:
+        return max(n["desired_shift"] - n["data_bits"], 0.5)
+    return 2.0
+
+
+def _fidelity(n: dict[str, float]) -> float:
+    return 1.0 + max(60.0 - n.get("si_snr_db", 0.0), 0.0) / 10.0
+
+
+GRADES: tuple[Grade, ...] = (
+    Grade(r"^calibrate:FillPolicyError:", 0.5, "a calibration construction choice, one parameter away"),
+    Grade(r":NegativeSlopeExponentNonFixable:", _shift, "bits missing for the shift (desired shift - data bits)"),
+    Grade(r":OverrideTargetNotFound:", 1.0, "an override names an absent layer"),
+    Grade(r"^optimize:", 4.0, "the optimizer gave up"),
+    Grade(r"^compile:BackendAllocatorException:agent_infeasible", 6.0, "does not fit the device"),
+    Grade(r"^compile:", 8.0, "compilation failed"),
+    Grade(r"^export:FidelityGateError", _fidelity, "the exported model is not the torch model"),
+    Grade(r":Timeout:", 20.0, "a stage ran out of time"),
+    Grade(r":Crash:", 30.0, "a stage crashed"),
+    Grade(r"^emulate:", 10.0, "the quantized model does not run or gives NaN"),
+)
+
+
+def violation(failure: Failure) -> float:
+    """The constraint violation (> 0) of a failed trial."""
+    if not failure.known:
+        return UNKNOWN_VIOLATION
+    for row in GRADES:
+        if re.search(row.pattern, failure.signature):
+            v = row.value(failure.numbers) if callable(row.value) else row.value
+            return float(v)
+    return UNKNOWN_VIOLATION / 2

@@ -1,0 +1,78 @@
+"""Failure-driven repair trials: what to try next after a failed trial, as new points of the search space.
+
+Inside a trial, :mod:`harness.repair` changes the override set (negative_exponent or 16-bit on the resolved
+layer). Across trials, this table proposes changes of the trial's *dimensions* -- PReLU -> ReLU, gLN -> cLN, a
+calibration clip length matching W, a lower W -- which the sweep enqueues (``study.enqueue_trial``) tagged as
+repairs of their parent trial. Only proposals that are points of the space are returned.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.failures import Failure
+from harness.space import IntRange, SearchSpace
+
+__all__ = ["FOLLOWUPS", "Followup", "propose"]
+
+Params = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Followup:
+    """One row: failures matching ``pattern`` -> a change of the trial's parameters (None if not applicable)."""
+
+    name: str
+    pattern: str
+    change: Callable[[Params, SearchSpace], Params | None]
+
+
+def _values(space: SearchSpace, key: str) -> list[Any]:
+    dim = dict(space.dimension_items())[key]
+    if isinstance(dim, IntRange):
+        return list(range(dim.low, dim.high + 1, dim.step))
+    return list(dim) if isinstance(dim, list) else [dim]
+
+
+def _set(key: str, value: Any) -> Callable[[Params, SearchSpace], Params | None]:
+    def change(p: Params, space: SearchSpace) -> Params | None:
+        if p.get(key) == value or value not in _values(space, key):
+            return None
+        return {**p, key: value}
+
+    return change
+
+
+def _lower_width(p: Params, space: SearchSpace) -> Params | None:
+    lower = [w for w in _values(space, "width") if w < p["width"]]
+    return {**p, "width": max(lower)} if lower else None
+
+
+def _matching_clip(p: Params, space: SearchSpace) -> Params | None:
+    if p.get("calib_clip_length") == p["width"] or p["width"] not in _values(space, "calib_clip_length"):
+        return None
+    return {**p, "calib_clip_length": p["width"]}
+
+
+FOLLOWUPS: tuple[Followup, ...] = (
+    Followup("norm:cLN", r":NegativeSlopeExponentNonFixable:", _set("norm", "cLN")),
+    Followup("prelu:relu", r":NegativeSlopeExponentNonFixable:", _set("prelu", "relu")),
+    Followup("width:lower", r"^compile:BackendAllocatorException:|^compile:.*(Unsupported|dimension)", _lower_width),
+    Followup("calib:match_width", r"^calibrate:FillPolicyError:", _matching_clip),
+    Followup("calib:repeat", r"^calibrate:FillPolicyError:", _set("calib_fill", "repeat")),
+    Followup("prelu:keep", r"^export:FidelityGateError:", _set("prelu", "keep")),
+)
+
+
+def propose(failure: Failure, params: Params, space: SearchSpace) -> list[tuple[str, Params]]:
+    """Follow-up parameter sets for a failed trial with ``params`` (each a full point of the space)."""
+    out: list[tuple[str, Params]] = []
+    for row in FOLLOWUPS:
+        if re.search(row.pattern, failure.signature):
+            new = row.change(params, space)
+            if new is not None and new != params and all(new != p for _, p in out):
+                out.append((row.name, new))
+    return out

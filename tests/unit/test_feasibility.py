@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.failures import classify
+from harness.feasibility import UNKNOWN_VIOLATION, violation
+from harness.followups import propose
+from harness.space import load_space
+
+
+def test_violation_is_graded_from_the_failure() -> None:
+    import harness.backends.hailo  # noqa: F401 - registers the Hailo rules
+
+    ne = classify(
+        "optimize",
+        "NegativeSlopeExponentNonFixable",
+        "Quantization failed in layer convtas/ne_activation_avgpool6 due to unsupported required slope. "
+        "Desired shift is 10.0, but op has only 8 data bits",
+    )
+    assert ne.numbers["desired_shift"] == 10.0 and ne.numbers["data_bits"] == 8.0
+    assert violation(ne) == 2.0
+    fill = classify("calibrate", "FillPolicyError", "x: clip ... expected clips of at least 16000 samples for policy 'crop'")
+    gate = classify("export", "FidelityGateError", "SI-SNR 40.0 dB of ONNX vs torch is below the 60 dB gate")
+    crash = classify("compile", "Crash", "child died by SIGSEGV")
+    unknown = classify("compile", "Weird", "???")
+    assert violation(fill) < violation(ne) < violation(gate) < violation(crash) < violation(unknown) == UNKNOWN_VIOLATION
+    assert violation(gate) == 3.0  # 1 + (60 - 40) / 10
+
+
+def test_followups_are_points_of_the_space(tmp_path: Path) -> None:
+    p = tmp_path / "s.yaml"
+    p.write_text(
+        "checkpoint: c.pt\ndata: {calibration: c, evaluation: e}\n"
+        "dimensions:\n  prelu: [keep, relu]\n  norm: [gLN, cLN]\n  width: [2048, 8000, 16000]\n"
+        "  calib_clip_length: [3200, 16000]\n  calib_fill: [pad, crop]\n"
+    )
+    space = load_space(p)
+    params = {"prelu": "keep", "norm": "gLN", "width": 16000, "calib_clip_length": 3200, "calib_fill": "crop"}
+    ne = classify("optimize", "NegativeSlopeExponentNonFixable", "Desired shift is 10.0, but op has only 8 data bits")
+    assert [r for r, _ in propose(ne, params, space)] == ["norm:cLN", "prelu:relu"]
+    alloc = classify("compile", "BackendAllocatorException", "Compilation failed: conv1 errors: Agent infeasible")
+    ((rule, new),) = propose(alloc, params, space)
+    assert rule == "width:lower" and new["width"] == 8000
+    fill = classify("calibrate", "FillPolicyError", "expected clips of at least 16000 samples for policy 'crop'")
+    assert propose(fill, params, space) == [("calib:match_width", {**params, "calib_clip_length": 16000})]
+    assert propose(ne, {**params, "norm": "cLN", "prelu": "relu"}, space) == []
