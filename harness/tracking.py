@@ -78,7 +78,9 @@ class Tracker:
                 exp = self.client.get_experiment_by_name(self.experiment)
                 if exp is None:
                     loc = None
-                    if self.artifact_root is not None:
+                    # A local store gets an explicit artifact folder (MLflow would root it at the CWD); a tracking
+                    # server keeps its own artifact root, which every worker can reach.
+                    if self.artifact_root is not None and not self.tracking_uri.startswith(("http://", "https://")):
                         loc = (Path(self.artifact_root).resolve() / self.experiment).as_uri()
                     self._experiment_id = self.client.create_experiment(self.experiment, artifact_location=loc)
                 else:

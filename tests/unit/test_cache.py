@@ -51,3 +51,336 @@ def test_file_sha256(tmp_path: Path) -> None:
     p = tmp_path / "f.bin"
     p.write_bytes(b"abc")
     assert file_sha256(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+# -- failure caching ---------------------------------------------------------------------------------------------
+import errno  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+from harness.cache import (  # noqa: E402
+    CACHE_DIR_ENV,
+    FailureRecord,
+    default_cache_root,
+    unrecorded_reason,
+)
+from harness.isolation import IsolatedFailure  # noqa: E402
+
+
+class Counter:
+    """A build function that raises ``exc`` (or succeeds) and counts its calls."""
+
+    def __init__(self, exc: BaseException | None = None) -> None:
+        self.exc = exc
+        self.calls = 0
+
+    def __call__(self, d: Path) -> dict:
+        self.calls += 1
+        (d / "stage.log").write_text(f"attempt {self.calls}\n")
+        if self.exc is not None:
+            raise self.exc
+        return {"ok": True}
+
+
+def _pipeline_failure(cache: StageCache, stage: str, key: str, fn: Any) -> tuple[Any, str, bool]:
+    """Run one stage through the real ``Pipeline._stage`` and return (Failure, traceback, replayed)."""
+    from harness.pipeline import Pipeline, _StageFailed
+
+    pipe = Pipeline(None, cache)  # type: ignore[arg-type]  # _stage needs only the cache
+    replayed = cache.lookup_failure(stage, key) is not None
+    with pytest.raises(_StageFailed) as err:
+        pipe._stage(stage, key, fn, {})
+    return err.value.failure, err.value.traceback_text, replayed
+
+
+def _raise_nested() -> None:
+    from harness.export import FidelityGateError
+
+    raise FidelityGateError("ONNX vs torch: SI-SNR 12.5 dB below the gate 60 dB")
+
+
+@pytest.mark.parametrize(
+    "stage,exc",
+    [
+        ("calibrate", "fill"),
+        ("export", "fidelity"),
+        ("optimize", IsolatedFailure("OverrideTargetNotFound", "Layer 'ghost' not found in model: no layer", "Traceback: w")),
+        ("export", ValueError("Unsupported op Foo")),
+    ],
+)
+def test_failure_replays_fast_with_identical_classification(tmp_path: Path, stage: str, exc: Any) -> None:
+    if exc == "fill":
+        from harness.audio._fill import FillPolicyError, fit_length
+        import numpy as np
+
+        try:
+            fit_length(np.zeros(100), 200, "crop")
+        except FillPolicyError as e:
+            exc = e
+        assert isinstance(exc, FillPolicyError)
+    elif exc == "fidelity":
+        try:
+            _raise_nested()
+        except Exception as e:  # noqa: BLE001
+            exc = e
+    cache = StageCache(tmp_path / "c")
+    fn = Counter(exc)
+    first, tb1, replayed1 = _pipeline_failure(cache, stage, "k" * 64, fn)
+    t0 = time.monotonic()
+    again, tb2, replayed2 = _pipeline_failure(cache, stage, "k" * 64, fn)
+    elapsed = time.monotonic() - t0
+    assert fn.calls == 1 and not replayed1 and replayed2
+    assert elapsed < 0.05
+    assert again == first and first.signature == again.signature and tb1 == tb2
+    assert first.known, first.signature  # a real rule matched, so the replay went through the same rule
+
+    with pytest.raises(CachedBuildError) as err:
+        cache.build(stage, "k" * 64, fn)
+    e = err.value
+    assert e.replayed and isinstance(e.cause, IsolatedFailure) and e.record is not None
+    assert e.cause.exc_class == type(exc).__name__ if not isinstance(exc, IsolatedFailure) else exc.exc_class
+    assert (e.failed_dir / "stage.log").read_text() == "attempt 1\n"  # the first build's log is kept
+    rec = json.loads((e.failed_dir / "cached_failure.json").read_text())
+    assert {"exc_class", "message", "traceback", "when", "seconds"} <= set(rec)
+
+
+def test_first_failure_keeps_the_original_cause(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path / "c")
+    with pytest.raises(CachedBuildError) as err:
+        cache.build("s", "k", Counter(ValueError("boom")))
+    assert isinstance(err.value.cause, ValueError) and not err.value.replayed
+    assert isinstance(err.value.record, FailureRecord) and err.value.record.path == err.value.failed_dir
+    assert err.value.failed_dir == cache.failure_path("s", "k")
+    assert not list((tmp_path / "c" / "tmp").iterdir())
+
+
+def _inside(tmp_path: Path, name: str) -> str:
+    return str(tmp_path / "c" / "tmp" / name)
+
+
+TRANSIENT = {
+    "timeout": lambda p: IsolatedFailure("Timeout", "harness._stage_calls:optimize did not finish within 300 s"),
+    "crash": lambda p: IsolatedFailure("Crash", "child died by SIGKILL"),
+    "memory": lambda p: MemoryError(),
+    "enospc": lambda p: OSError(errno.ENOSPC, "No space left on device", "/elsewhere/out.bin"),
+    "eacces_cache": lambda p: PermissionError(errno.EACCES, "Permission denied", _inside(p, "x")),
+    "enoent_cache": lambda p: FileNotFoundError(errno.ENOENT, "No such file or directory", _inside(p, "y")),
+    "oserror_no_file": lambda p: OSError("something odd"),
+    "worker_enospc": lambda p: IsolatedFailure("OSError", "[Errno 28] No space left on device: '/elsewhere/o'"),
+    "worker_enoent_cache": lambda p: IsolatedFailure(
+        "FileNotFoundError", f"[Errno 2] No such file or directory: '{_inside(p, 'z')}'"
+    ),
+    "worker_memory": lambda p: IsolatedFailure("MemoryError", ""),
+    "bug": lambda p: AttributeError("'NoneType' object has no attribute 'x'"),
+    "import": lambda p: ModuleNotFoundError("No module named 'hailo_sdk_client'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSIENT))
+def test_transient_failures_are_not_cached(tmp_path: Path, name: str) -> None:
+    cache = StageCache(tmp_path / "c")
+    exc = TRANSIENT[name](tmp_path)
+    assert unrecorded_reason(exc, cache.root) is not None
+    fn = Counter(exc)
+    for _ in range(2):
+        with pytest.raises(CachedBuildError) as err:
+            cache.build("optimize", "k", fn)
+        assert not err.value.replayed and err.value.record is None
+        assert err.value.failed_dir.parent == cache.root / "failed"
+        assert (err.value.failed_dir / "stage.log").is_file()
+    assert fn.calls == 2
+    assert cache.lookup_failure("optimize", "k") is None
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(3)])
+def test_interrupts_propagate_unwrapped_and_are_not_cached(tmp_path: Path, exc: BaseException) -> None:
+    cache = StageCache(tmp_path / "c")
+    fn = Counter(exc)
+    with pytest.raises(type(exc)):
+        cache.build("export", "k", fn)
+    with pytest.raises(type(exc)):
+        cache.build("export", "k", fn)
+    assert fn.calls == 2 and cache.lookup_failure("export", "k") is None
+    assert len(list((cache.root / "failed").iterdir())) == 2  # the partial outputs are kept for inspection
+
+
+def test_deterministic_oserror_outside_the_cache_is_cached(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path / "c")
+    exc = FileNotFoundError(errno.ENOENT, "No such file or directory", str(tmp_path / "model.onnx.data"))
+    assert unrecorded_reason(exc, cache.root) is None
+    fn = Counter(exc)
+    for _ in range(2):
+        with pytest.raises(CachedBuildError):
+            cache.build("reference", "k", fn)
+    assert fn.calls == 1
+
+
+def test_failure_record_is_never_overwritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = StageCache(tmp_path / "c")
+    with pytest.raises(CachedBuildError):
+        cache.build("s", "k", Counter(ValueError("first")))
+    before = (cache.failure_path("s", "k") / "cached_failure.json").read_bytes()
+    # Another worker got past the lookup before the record appeared, and fails differently.
+    monkeypatch.setattr(cache, "lookup_failure", lambda stage, key: None)
+    with pytest.raises(CachedBuildError) as err:
+        cache.build("s", "k", Counter(ValueError("second")))
+    assert str(err.value.cause) == "second" and not err.value.replayed and err.value.record is None
+    assert err.value.failed_dir.parent == cache.root / "failed"
+    assert (cache.failure_path("s", "k") / "cached_failure.json").read_bytes() == before
+    monkeypatch.undo()
+    with pytest.raises(CachedBuildError) as err:
+        cache.build("s", "k", Counter(ValueError("third")))
+    assert err.value.replayed and err.value.cause.message == "first"  # type: ignore[attr-defined]
+
+
+def test_success_wins_over_a_recorded_failure_and_recording_can_be_off(tmp_path: Path) -> None:
+    off = StageCache(tmp_path / "c", record_failures=False)
+    fn = Counter(ValueError("x"))
+    for _ in range(2):
+        with pytest.raises(CachedBuildError):
+            off.build("s", "k", fn)
+    assert fn.calls == 2 and off.lookup_failure("s", "k") is None
+    cache = StageCache(tmp_path / "c")
+    with pytest.raises(CachedBuildError):
+        cache.build("s", "k", Counter(ValueError("x")))
+    os.rename(cache.failure_path("s", "k"), tmp_path / "aside")
+    cache.build("s", "k", Counter())  # e.g. a flaky stage succeeded in another worker
+    os.rename(tmp_path / "aside", cache.failure_path("s", "k"))
+    assert cache.build("s", "k", Counter(ValueError("never called"))).hit
+
+
+# -- concurrent publication by two processes ---------------------------------------------------------------------
+def _race(root: str, barrier: Any, fail: bool, queue: Any) -> None:
+    cache = StageCache(Path(root))
+
+    def fn(d: Path) -> dict:
+        (d / "who.txt").write_text(str(os.getpid()))
+        barrier.wait(10)  # both builds are in progress before either publishes
+        if fail:
+            raise RuntimeError(f"deterministic failure in {os.getpid()}")
+        return {"pid": os.getpid()}
+
+    try:
+        entry = cache.build("s", "k", fn)
+        queue.put(("ok", entry.meta["pid"], (entry.path / "who.txt").read_text(), entry.hit))
+    except CachedBuildError as err:
+        queue.put(("failed", str(err.cause), str(err.failed_dir), err.record is not None))
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_concurrent_publish_of_one_key_leaves_one_entry(tmp_path: Path, fail: bool) -> None:
+    ctx = multiprocessing.get_context("fork")
+    barrier, queue = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(str(tmp_path / "c"), barrier, fail, queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=30) for _ in procs]
+    for p in procs:
+        p.join(10)
+        assert p.exitcode == 0
+    root = tmp_path / "c"
+    assert not list((root / "tmp").iterdir())
+    if not fail:
+        assert len(list((root / "s").iterdir())) == 1
+        published = json.loads((root / "s" / "k" / "stage.json").read_text())["pid"]
+        # both callers got the published entry, whose content is the winner's, whole
+        assert all(r[0] == "ok" and r[1] == published and r[2] == str(published) for r in results)
+    else:
+        assert len(list((root / "failures" / "s").iterdir())) == 1
+        rec = json.loads((root / "failures" / "s" / "k" / "cached_failure.json").read_text())
+        assert rec["message"] in {r[1] for r in results}
+        assert sorted(r[3] for r in results) == [False, True]  # one recorded, the other kept under failed/
+        loser = next(r for r in results if not r[3])
+        assert Path(loser[2]).parent == root / "failed"
+        assert (root / "failures" / "s" / "k" / "who.txt").read_text() == str(rec["pid"])
+
+
+# -- cache location, info and prune ------------------------------------------------------------------------------
+def test_default_cache_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CACHE_DIR_ENV, raising=False)
+    assert default_cache_root(tmp_path / "mlruns") == tmp_path / "mlruns" / "cache"
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "shared"))
+    assert default_cache_root(tmp_path / "mlruns") == tmp_path / "shared"
+    monkeypatch.setenv(CACHE_DIR_ENV, "~/hefsweep-cache")
+    assert default_cache_root(Path("mlruns")) == Path.home() / "hefsweep-cache"
+    monkeypatch.setenv(CACHE_DIR_ENV, "  ")
+    assert default_cache_root(Path("mlruns")) == Path("mlruns") / "cache"
+
+
+def _aged(path: Path, days: float, now: float) -> None:
+    os.utime(path, (now - days * 86400, now - days * 86400))
+
+
+def _populated(tmp_path: Path, now: float) -> StageCache:
+    cache = StageCache(tmp_path / "c")
+    for i, days in enumerate([10, 5, 1]):
+        cache.build("export", f"e{i}", Counter())
+        _aged(cache.path("export", f"e{i}"), days, now)
+    cache.build("optimize", "o0", Counter())
+    _aged(cache.path("optimize", "o0"), 20, now)
+    for i, days in enumerate([30, 2]):
+        with pytest.raises(CachedBuildError):
+            cache.build("optimize", f"f{i}", Counter(ValueError("bad")))
+        _aged(cache.failure_path("optimize", f"f{i}"), days, now)
+    (cache.root / "tmp" / "export-abc-1234").mkdir()  # an abandoned build
+    old = cache.root / "tmp" / "export-abc-1234" / "x"
+    old.write_text("x")
+    _aged(old, 1, now)
+    _aged(old.parent, 1, now)
+    (cache.root / "tmp" / "optimize-def-5678").mkdir()  # a build in progress
+    (cache.root / "reuse").mkdir()
+    return cache
+
+
+def test_scan_counts_entries_failures_and_leftovers(tmp_path: Path) -> None:
+    now = time.time()
+    cache = _populated(tmp_path, now)
+    items = cache.scan()
+    kinds = sorted((i.kind, i.stage) for i in items)
+    assert kinds == sorted(
+        [("entry", "export")] * 3 + [("entry", "optimize"), ("failure", "optimize"), ("failure", "optimize"),
+                                      ("tmp", "export"), ("tmp", "optimize")]
+    )  # fmt: skip
+    assert cache.stages() == ["export", "optimize"]
+    assert all(i.bytes > 0 for i in items if i.kind in ("entry", "failure"))
+
+
+def test_prune_selects_by_age_stage_kind_and_keep_last(tmp_path: Path) -> None:
+    now = time.time()
+    cache = _populated(tmp_path, now)
+    dry = cache.prune(older_than_days=3, dry_run=True, now=now)
+    assert sorted((i.kind, i.key) for i in dry.removed) == [
+        ("entry", "e0"), ("entry", "e1"), ("entry", "o0"), ("failure", "f0"), ("tmp", "export-abc-1234")
+    ]  # fmt: skip
+    assert dry.bytes_freed > 0 and cache.path("export", "e0").is_dir()  # nothing removed (lookup would touch it)
+
+    report = cache.prune(failures_only=True, older_than_days=3, now=now)
+    assert [(i.kind, i.key) for i in report.removed if i.kind != "tmp"] == [("failure", "f0")]
+    assert cache.lookup_failure("optimize", "f0") is None and cache.lookup_failure("optimize", "f1") is not None
+
+    report = cache.prune(stage="export", keep_last=1, now=now)
+    assert sorted(i.key for i in report.removed) == ["e0", "e1"]
+    assert cache.lookup("export", "e2") is not None and cache.lookup("optimize", "o0") is not None
+    assert not list((cache.root / "trash").iterdir())
+    assert (cache.root / "tmp" / "optimize-def-5678").is_dir()  # a fresh build is left alone
+    assert not (cache.root / "tmp" / "export-abc-1234").exists()
+
+    # no selector: leftovers only
+    (cache.root / "trash" / "x-y-z").mkdir()
+    report = cache.prune(now=now)
+    assert [i.kind for i in report.removed] == ["trash"] and cache.lookup("export", "e2") is not None
+
+    # a pruned key is rebuilt (a replayed failure too: its record is gone)
+    fn = Counter()
+    assert not cache.build("export", "e0", fn).hit and fn.calls == 1
+
+
+def test_a_hit_refreshes_the_age(tmp_path: Path) -> None:
+    now = time.time()
+    cache = _populated(tmp_path, now)
+    assert cache.build("export", "e0", Counter()).hit
+    report = cache.prune(older_than_days=3, stage="export", now=time.time())
+    assert sorted(i.key for i in report.removed if i.kind == "entry") == ["e1"]
