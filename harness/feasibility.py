@@ -7,7 +7,8 @@ allocation failure, which is closer than an unknown failure. The objective value
 :data:`INFEASIBLE_VALUE`; constrained TPE ranks infeasible trials by violation, not by that value.
 
 The table is ordered; the first row whose signature pattern matches wins. A row's grade is either a constant or
-computed from the numbers the classification parsed from the message.
+computed from the numbers the classification parsed from the message. Later stages grade lower: a trial that
+failed in ``compile`` got further than one that failed in ``optimize``.
 """
 
 from __future__ import annotations
@@ -37,25 +38,27 @@ class Grade:
 
 def _shift(n: dict[str, float]) -> float:
     if "desired_shift" in n and "data_bits" in n:
-        return max(n["desired_shift"] - n["data_bits"], 0.5)
-    return 2.0
+        return 2.0 + max(n["desired_shift"] - n["data_bits"], 0.5)
+    return 4.0
 
 
 def _fidelity(n: dict[str, float]) -> float:
-    return 1.0 + max(60.0 - n.get("si_snr_db", 0.0), 0.0) / 10.0
+    return 6.0 + max(60.0 - n.get("si_snr_db", 0.0), 0.0) / 10.0
 
 
+# A failure in a later stage is closer to feasible than one in an earlier stage (the trial got further);
+# within a stage, parsed numbers refine the grade (e.g. 2 missing bits < 3 missing bits).
 GRADES: tuple[Grade, ...] = (
-    Grade(r"^calibrate:FillPolicyError:", 0.5, "a calibration construction choice, one parameter away"),
-    Grade(r":NegativeSlopeExponentNonFixable:", _shift, "bits missing for the shift (desired shift - data bits)"),
-    Grade(r":OverrideTargetNotFound:", 1.0, "an override names an absent layer"),
-    Grade(r"^optimize:", 4.0, "the optimizer gave up"),
-    Grade(r"^compile:BackendAllocatorException:agent_infeasible", 6.0, "does not fit the device"),
-    Grade(r"^compile:", 8.0, "compilation failed"),
+    Grade(r":Timeout:", 10.0, "a stage ran out of time"),
+    Grade(r":Crash:", 15.0, "a stage crashed"),
+    Grade(r"^emulate:", 0.8, "compiled, but the quantized model gives NaN/Inf"),
+    Grade(r"^compile:BackendAllocatorException:agent_infeasible", 1.0, "optimized; does not fit the device"),
+    Grade(r"^compile:[^:]+:(?!unclassified)", 1.5, "optimized; compilation failed"),
+    Grade(r"^calibrate:FillPolicyError:", 2.0, "a calibration construction choice, one parameter away"),
+    Grade(r":NegativeSlopeExponentNonFixable:", _shift, "2 + bits missing for the shift (desired shift - data bits)"),
+    Grade(r":OverrideTargetNotFound:", 3.0, "an override names an absent layer"),
+    Grade(r"^optimize:[^:]+:(?!unclassified)", 5.0, "the optimizer gave up"),
     Grade(r"^export:FidelityGateError", _fidelity, "the exported model is not the torch model"),
-    Grade(r":Timeout:", 20.0, "a stage ran out of time"),
-    Grade(r":Crash:", 30.0, "a stage crashed"),
-    Grade(r"^emulate:", 10.0, "the quantized model does not run or gives NaN"),
 )
 
 

@@ -51,16 +51,41 @@ def _lower_width(p: Params, space: SearchSpace) -> Params | None:
     return {**p, "width": max(lower)} if lower else None
 
 
+def _smallest_width(p: Params, space: SearchSpace) -> Params | None:
+    lower = [w for w in _values(space, "width") if w < p["width"]]
+    return {**p, "width": min(lower)} if len(lower) > 1 else None
+
+
+def _drop_16bit(p: Params, space: SearchSpace) -> Params | None:
+    """The first override set of the dimension without 16-bit overrides, if the current one has some."""
+
+    def has16(name: str) -> bool:
+        return any(o.kind == "precision16" for o in space.override_sets[name])
+
+    if p.get("override_set") not in space.override_sets or not has16(p["override_set"]):
+        return None
+    plain = [n for n in _values(space, "override_set") if not has16(n)]
+    return {**p, "override_set": plain[0]} if plain else None
+
+
 def _matching_clip(p: Params, space: SearchSpace) -> Params | None:
     if p.get("calib_clip_length") == p["width"] or p["width"] not in _values(space, "calib_clip_length"):
         return None
     return {**p, "calib_clip_length": p["width"]}
 
 
+# A NegativeSlope failure names its layer: a norm's reduction (avgpool / reduce) points at the norm, an
+# activation (prelu / activation) at the PReLU; an unnamed one at both.
+_NORM_LAYER = r":NegativeSlopeExponentNonFixable:(?!.*(prelu|activation\d))"
+_ACT_LAYER = r":NegativeSlopeExponentNonFixable:(?!.*(avgpool|reduce|norm))"
+_ALLOC = r"^compile:BackendAllocatorException:|^compile:.*(Unsupported|dimension)"
+
 FOLLOWUPS: tuple[Followup, ...] = (
-    Followup("norm:cLN", r":NegativeSlopeExponentNonFixable:", _set("norm", "cLN")),
-    Followup("prelu:relu", r":NegativeSlopeExponentNonFixable:", _set("prelu", "relu")),
-    Followup("width:lower", r"^compile:BackendAllocatorException:|^compile:.*(Unsupported|dimension)", _lower_width),
+    Followup("norm:cLN", _NORM_LAYER, _set("norm", "cLN")),
+    Followup("prelu:relu", _ACT_LAYER, _set("prelu", "relu")),
+    Followup("overrides:drop16", r"^compile:BackendAllocatorException:", _drop_16bit),
+    Followup("width:smallest", _ALLOC, _smallest_width),
+    Followup("width:lower", _ALLOC, _lower_width),
     Followup("calib:match_width", r"^calibrate:FillPolicyError:", _matching_clip),
     Followup("calib:repeat", r"^calibrate:FillPolicyError:", _set("calib_fill", "repeat")),
     Followup("prelu:keep", r"^export:FidelityGateError:", _set("prelu", "keep")),

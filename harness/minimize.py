@@ -457,12 +457,17 @@ def minimize_run(
     return result
 
 
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
 def _trial_override_set(tracker: Any, run_id: str, space: Any, name: str) -> OverrideSet:
     """The set the trial really ran with: ``trial.json``'s repaired final set, else the space's named set."""
+    import os
     import tempfile
+    from unittest import mock
 
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {_PROGRESS_BAR: "false"}):
             path = tracker.client.download_artifacts(run_id, "trial.json", tmp)
             info = json.loads(Path(path).read_text())
     except Exception:  # noqa: BLE001 - no trial.json: fall back to the space's set

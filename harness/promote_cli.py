@@ -13,8 +13,12 @@ __all__ = ["Promote", "Pull"]
 
 
 def _tracking_uri(args: argparse.Namespace) -> str:
+    """The tracking URI from --tracking-uri / --root; also silences MLflow's download progress bars."""
+    import os
+
     from harness.tracking import default_tracking_uri
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return str(args.tracking_uri or default_tracking_uri(args.root))
 
 

@@ -30,7 +30,7 @@ from harness.pipeline import Pipeline, TrialConfig, TrialResult
 from harness.space import IntRange, SearchSpace
 from harness.tracking import Tracker, default_tracking_uri
 
-__all__ = ["SweepSummary", "default_storage", "run_sweep", "study_space_file", "suggest"]
+__all__ = ["SweepSummary", "decide", "default_storage", "run_sweep", "study_space_file", "suggest"]
 
 log = logging.getLogger("harness.sweep")
 
@@ -177,6 +177,25 @@ def _open_study(space: SearchSpace, name: str, storage: Any, url: str) -> Any:
             "the space it was created with (use another --study name)",
         )
     return study
+
+
+def decide(study: Any, trial: Any, cfg: TrialConfig, result: TrialResult, space: SearchSpace) -> float:
+    """The one place that decides a trial's fate in the study.
+
+    Records status, signature and graded constraints on the trial, enqueues follow-up repair trials for a failure
+    (when the space enables them), and returns the objective value to report.
+    """
+    value = _grade(trial, result, space)
+    trial.set_user_attr("status", result.status)
+    if result.failure is not None:
+        trial.set_user_attr("signature", result.failure.signature)
+        if space.repair_trials:
+            from harness.followups import propose
+
+            for rule, params in propose(result.failure, cfg.to_dict(), space):
+                attrs = {"hefsweep.repair_of": trial.number, "hefsweep.repair_rule": rule}
+                study.enqueue_trial(_searched(params, space), user_attrs=attrs, skip_if_exists=True)
+    return value
 
 
 def _grade(trial: Any, result: TrialResult, space: SearchSpace) -> float:
@@ -341,8 +360,7 @@ def run_sweep(
             tracker.end(run_id, "KILLED")
             raise
         tracker.end(run_id, "FINISHED" if result.ok else "FAILED")
-        value = _grade(trial, result, space)
-        trial.set_user_attr("status", result.status)
+        value = decide(study, trial, cfg, result, space)
         summary.n_trials += 1
         if result.ok:
             summary.n_ok += 1
@@ -358,14 +376,7 @@ def run_sweep(
         sig = result.failure.signature
         summary.n_failed += 1
         summary.signatures[sig] = summary.signatures.get(sig, 0) + 1
-        trial.set_user_attr("signature", sig)
         display.done(result, _best(study, None, trial.number))
-        if space.repair_trials:
-            from harness.followups import propose
-
-            for rule, params in propose(result.failure, cfg.to_dict(), space):
-                attrs = {"hefsweep.repair_of": trial.number, "hefsweep.repair_rule": rule}
-                study.enqueue_trial(_searched(params, space), user_attrs=attrs, skip_if_exists=True)
         return value
 
     for params in [*space.enqueue, *(enqueue or ())]:

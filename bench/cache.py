@@ -1,0 +1,239 @@
+"""Re-running a finished sweep against a warm stage cache: wall time, speed-up, redundant stage executions.
+
+A tiny random-init Conv-TasNet (made on the fly) and a synthetic dataset; a sweep of fixed, enqueued
+configurations over prelu x norm x calibration method x override set, one of them a known-bad combination (an
+override naming a layer the model does not have: optimize fails). The same sweep runs twice, under two fresh
+study names but one root -- so one stage cache -- each in a fresh Python process (both pay the same imports,
+which are excluded from the sweep time and reported apart). It prints:
+
+- the sweep wall time of the first and the second run and the speed-up;
+- where the second run's time goes: stage work (the pipeline's per-stage seconds, i.e. cache lookups) vs the
+  rest (Optuna, MLflow runs/params/tags/artifacts, input validation);
+- stage executions in the second run, counted two ways: the stage functions the cache really called
+  (instrumented ``StageCache.build``) and the trials' ``hefsweep.cached.<stage>`` tags in MLflow;
+- the failed trial's replay: seconds of its failing stage in each run, and a micro-benchmark of a recorded
+  failure's replay.
+
+Usage: python bench/cache.py [--width 16000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MODEL_ARGS = dict(
+    n_src=2, n_filters=32, kernel_size=16, stride=8, bn_chan=32, hid_chan=64, skip_chan=32, conv_kernel_size=3,
+    n_blocks=3, n_repeats=2, norm_type="gLN", mask_act="sigmoid", encoder_activation="relu", sample_rate=16000,
+)  # fmt: skip
+
+# Fixed trials: both runs do exactly these. The last one is known-bad (optimize: OverrideTargetNotFound).
+CONFIGS: list[dict[str, Any]] = [
+    {"prelu": "keep", "norm": "gLN", "calib_method": "minmax", "override_set": "none"},
+    {"prelu": "keep", "norm": "gLN", "calib_method": "minmax", "override_set": "io16"},
+    {"prelu": "maxmin", "norm": "gLN", "calib_method": "minmax", "override_set": "none"},
+    {"prelu": "keep", "norm": "cLN", "calib_method": "minmax", "override_set": "none"},
+    {"prelu": "keep", "norm": "gLN", "calib_method": "percentile", "override_set": "none"},
+    {"prelu": "maxmin", "norm": "cLN", "calib_method": "percentile", "override_set": "io16"},
+    {"prelu": "relu", "norm": "gLN", "calib_method": "minmax", "override_set": "io16"},
+    {"prelu": "keep", "norm": "gLN", "calib_method": "minmax", "override_set": "ghost"},
+]
+
+SPACE = """
+study: bench-cache
+checkpoint: {ckpt}
+data: {{calibration: {data}/calib, evaluation: {data}/eval, eval_clips: 4, min_calibration_clips: 4}}
+stage_timeout: 600
+seed: 0
+dimensions:
+  prelu: [keep, relu, maxmin]
+  norm: [gLN, cLN]
+  width: {width}
+  calib_size: 8
+  calib_method: [minmax, percentile]
+  override_set: [none, io16, ghost]
+override_sets:
+  none: []
+  io16:
+    - {{kind: precision16, layers: [input, output, "*Sigmoid*"]}}
+  ghost:
+    - {{kind: precision16, layers: [no_such_layer]}}
+"""
+
+
+def one_run(space_file: Path, root: Path, study: str) -> dict[str, Any]:
+    """One sweep in this process, with the cache's stage function calls counted."""
+    t_import = time.monotonic()
+    from harness.cache import StageCache
+    from harness.space import load_space
+    from harness.sweep import run_sweep
+
+    t_import = time.monotonic() - t_import
+    executions: dict[str, int] = {}
+    build = StageCache.build
+
+    def counting(self: StageCache, stage: str, key: str, fn: Any, clock: Any = None) -> Any:
+        def counted(d: Path) -> dict[str, Any]:
+            executions[stage] = executions.get(stage, 0) + 1
+            return fn(d)
+
+        return build(self, stage, key, counted, clock)
+
+    StageCache.build = counting  # type: ignore[method-assign]
+    import io
+
+    t0 = time.monotonic()
+    summary = run_sweep(load_space(space_file), trials=len(CONFIGS), study_name=study, root=root,
+                        stream=io.StringIO(), enqueue=CONFIGS)  # fmt: skip
+    wall = time.monotonic() - t0
+    return {
+        "study": study,
+        "wall": wall,
+        "imports": t_import,
+        "n_ok": summary.n_ok,
+        "n_failed": summary.n_failed,
+        "signatures": summary.signatures,
+        "executions": executions,
+    }
+
+
+def trial_runs(root: Path, study: str) -> list[Any]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root.resolve() / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(study)
+    return list(client.search_runs([exp.experiment_id], "tags.`hefsweep.role` = 'trial'"))
+
+
+def stage_seconds(runs: list[Any]) -> float:
+    return sum(v for r in runs for k, v in r.data.metrics.items() if k.startswith("time_") and k.endswith("_s"))
+
+
+def replay_micro(root: Path) -> tuple[float, float, int]:
+    """Median / max milliseconds to answer a recorded failure (``StageCache.build`` raising without running)."""
+    from harness.cache import CachedBuildError, StageCache
+
+    cache = StageCache(root / "cache")
+    records = cache.scan(("failure",))
+    if not records:
+        return float("nan"), float("nan"), 0
+    item = records[0]
+    times = []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        try:
+            cache.build(item.stage, item.key, lambda d: (_ for _ in ()).throw(AssertionError("ran the stage")))
+        except CachedBuildError as err:
+            assert err.replayed
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times), max(times), len(records)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--width", type=int, default=16000, help="model input width W (default 16000)")
+    ap.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder)")
+    ap.add_argument("--_one", nargs=3, metavar=("SPACE", "ROOT", "STUDY"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._one:
+        t0 = time.monotonic()
+        out = one_run(Path(args._one[0]), Path(args._one[1]), args._one[2])
+        out["process"] = time.monotonic() - t0
+        print("RESULT " + json.dumps(out))
+        return
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        bench(args.keep, args.width)
+    else:
+        with tempfile.TemporaryDirectory(prefix="hefsweep-bench-cache-") as t:
+            bench(Path(t), args.width)
+
+
+def bench(tmp: Path, width: int) -> None:
+    import torch
+
+    from harness.audio import make_demo_dataset
+    from harness.model import ConvTasNet4D, ConvTasNetConfig
+    from harness.model._checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = tmp / "model.pt"
+    save_checkpoint(ConvTasNet4D(ConvTasNetConfig.from_model_args(MODEL_ARGS)), ckpt)
+    make_demo_dataset(tmp / "data", seed=0, n_calib=8, calib_seconds=1.0, n_eval=4, eval_seconds=1.0)
+    space_file = tmp / "space.yaml"
+    space_file.write_text(SPACE.format(ckpt=ckpt, data=tmp / "data", width=width))
+    root = tmp / "mlruns"
+    stamp = time.strftime("%H%M%S")
+    results = []
+    for i in (1, 2):
+        study = f"bench-cache-{stamp}-{i}"
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, __file__, "--_one", str(space_file), str(root), study],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if proc.returncode != 0 or line is None:
+            raise SystemExit(f"run {i} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        res = json.loads(line[len("RESULT ") :])
+        res["process_wall"] = time.monotonic() - t0
+        results.append(res)
+
+    first, second = results
+    runs1, runs2 = trial_runs(root, first["study"]), trial_runs(root, second["study"])
+    work1, work2 = stage_seconds(runs1), stage_seconds(runs2)
+    false_tags = [
+        (r.data.tags.get("hefsweep.failed_stage"), k.split(".")[-1])
+        for r in runs2
+        for k, v in r.data.tags.items()
+        if k.startswith("hefsweep.cached.") and v == "false"
+    ]
+    replayed = sum(1 for failed, stage in false_tags if failed == stage)
+    bad1 = next(r for r in runs1 if r.data.tags.get("hefsweep.status") == "failed")
+    bad2 = next(r for r in runs2 if r.data.tags.get("hefsweep.status") == "failed")
+    stage = bad1.data.tags["hefsweep.failed_stage"]
+    med, worst, n_rec = replay_micro(root)
+
+    n = len(CONFIGS)
+    print(f"== bench/cache.py: {n} fixed trials (1 known-bad), W={width}, model {sum(1 for _ in MODEL_ARGS)} args "
+          f"(N={MODEL_ARGS['n_filters']}, X={MODEL_ARGS['n_blocks']}, R={MODEL_ARGS['n_repeats']}), ort backend ==")  # fmt: skip
+    print(f"  run 1 (cold cache):  sweep {first['wall']:7.2f} s   ({first['n_ok']} ok, {first['n_failed']} failed; "
+          f"process incl. imports {first['process_wall']:.1f} s)")  # fmt: skip
+    print(f"  run 2 (warm cache):  sweep {second['wall']:7.2f} s   ({second['n_ok']} ok, {second['n_failed']} failed; "
+          f"process incl. imports {second['process_wall']:.1f} s)")  # fmt: skip
+    print(f"  speed-up (sweep wall): {first['wall'] / second['wall']:.1f}x")
+    print(f"  stage work (sum of per-stage seconds): run 1 {work1:.2f} s, run 2 {work2:.3f} s "
+          f"-> {work1 / max(work2, 1e-9):.0f}x")  # fmt: skip
+    rest2 = second["wall"] - work2
+    print(f"  run 2 breakdown: stage work {work2:.3f} s, bookkeeping (Optuna + MLflow + input checks) {rest2:.2f} s "
+          f"= {rest2 / n:.2f} s/trial")  # fmt: skip
+    print(f"  stage executions, run 1: {sum(first['executions'].values())} {first['executions']}")
+    print(f"  stage executions, run 2 (instrumented cache): {sum(second['executions'].values())} "
+          f"{second['executions'] or ''}")  # fmt: skip
+    print(f"  run 2 hefsweep.cached.<stage>=false tags: {len(false_tags)} ({replayed} on the failing stage of the "
+          f"failed trial, replayed from the failure cache; the pipeline tags every failing stage cached=false)")  # fmt: skip
+    redundant = sum(second["executions"].values())
+    print(f"  redundant stage executions in run 2: {redundant}")
+    print(f"  known-bad trial ({bad1.data.tags['hefsweep.signature']}): {stage} took "
+          f"{bad1.data.metrics[f'time_{stage}_s']:.2f} s in run 1, {bad2.data.metrics[f'time_{stage}_s'] * 1000:.1f} ms "
+          f"in run 2 (same signature: {bad1.data.tags['hefsweep.signature'] == bad2.data.tags['hefsweep.signature']})")  # fmt: skip
+    print(f"  failure replay micro-benchmark ({n_rec} record(s)): median {med:.2f} ms, max {worst:.2f} ms per build()")
+    same = {r.data.params.get("override_set") + r.data.params.get("prelu") + r.data.params.get("norm")
+            + r.data.params.get("calib_method"): r.data.metrics.get("si_snr_db") for r in runs1}  # fmt: skip
+    again = {r.data.params.get("override_set") + r.data.params.get("prelu") + r.data.params.get("norm")
+             + r.data.params.get("calib_method"): r.data.metrics.get("si_snr_db") for r in runs2}  # fmt: skip
+    print(f"  identical metrics in both runs: {same == again}")
+
+
+if __name__ == "__main__":
+    main()
