@@ -32,10 +32,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-MODEL_ARGS = dict(
-    n_src=2, n_filters=32, kernel_size=16, stride=8, bn_chan=32, hid_chan=64, skip_chan=32, conv_kernel_size=3,
-    n_blocks=3, n_repeats=2, norm_type="gLN", mask_act="sigmoid", encoder_activation="relu", sample_rate=16000,
-)  # fmt: skip
+_BASE = dict(kernel_size=16, stride=8, conv_kernel_size=3, norm_type="gLN", mask_act="sigmoid",
+             encoder_activation="relu", n_src=2, sample_rate=16000)  # fmt: skip
+#: --model choices: random-init Conv-TasNets (the cost does not depend on the weights).
+MODELS: dict[str, dict[str, Any]] = {
+    "tiny": dict(_BASE, n_filters=32, bn_chan=32, hid_chan=64, skip_chan=32, n_blocks=3, n_repeats=2),
+    "small": dict(_BASE, n_filters=128, bn_chan=64, hid_chan=128, skip_chan=64, n_blocks=4, n_repeats=2),
+    "paper": dict(_BASE, n_filters=512, bn_chan=128, hid_chan=512, skip_chan=128, n_blocks=8, n_repeats=3),
+}
 
 # Fixed trials: both runs do exactly these. The last one is known-bad (optimize: OverrideTargetNotFound).
 CONFIGS: list[dict[str, Any]] = [
@@ -74,6 +78,16 @@ override_sets:
 def one_run(space_file: Path, root: Path, study: str) -> dict[str, Any]:
     """One sweep in this process, with the cache's stage function calls counted."""
     t_import = time.monotonic()
+    # Imports both runs pay once per process (scipy.signal alone is ~2 s): kept out of the sweep time.
+    import mlflow  # noqa: F401
+    import onnxruntime  # noqa: F401
+    import optuna  # noqa: F401
+    import torch  # noqa: F401
+
+    import harness.audio  # noqa: F401
+    import harness.backends._ort  # noqa: F401
+    import harness.export  # noqa: F401
+    import harness.substitutions  # noqa: F401
     from harness.cache import StageCache
     from harness.space import load_space
     from harness.sweep import run_sweep
@@ -96,7 +110,12 @@ def one_run(space_file: Path, root: Path, study: str) -> dict[str, Any]:
     summary = run_sweep(load_space(space_file), trials=len(CONFIGS), study_name=study, root=root,
                         stream=io.StringIO(), enqueue=CONFIGS)  # fmt: skip
     wall = time.monotonic() - t0
+    from harness.sweep import default_storage
+
+    trials = optuna.load_study(study_name=study, storage=default_storage(root)).trials
+    loop = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
     return {
+        "loop": loop,
         "study": study,
         "wall": wall,
         "imports": t_import,
@@ -141,6 +160,7 @@ def replay_micro(root: Path) -> tuple[float, float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=sorted(MODELS), default="small", help="model size (default small)")
     ap.add_argument("--width", type=int, default=16000, help="model input width W (default 16000)")
     ap.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder)")
     ap.add_argument("--_one", nargs=3, metavar=("SPACE", "ROOT", "STUDY"), help=argparse.SUPPRESS)
@@ -153,30 +173,35 @@ def main() -> None:
         return
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-        bench(args.keep, args.width)
+        bench(args.keep, args.model, args.width)
     else:
         with tempfile.TemporaryDirectory(prefix="hefsweep-bench-cache-") as t:
-            bench(Path(t), args.width)
+            bench(Path(t), args.model, args.width)
 
 
-def bench(tmp: Path, width: int) -> None:
+def _key(r: Any) -> str:
+    return "/".join(r.data.params.get(k, "") for k in ("prelu", "norm", "calib_method", "override_set"))
+
+
+def bench(tmp: Path, model: str, width: int) -> None:
     import torch
 
     from harness.audio import make_demo_dataset
     from harness.model import ConvTasNet4D, ConvTasNetConfig
     from harness.model._checkpoint import save_checkpoint
 
+    args = MODELS[model]
     torch.manual_seed(0)
-    ckpt = tmp / "model.pt"
-    save_checkpoint(ConvTasNet4D(ConvTasNetConfig.from_model_args(MODEL_ARGS)), ckpt)
+    ckpt = tmp / f"{model}.pt"
+    save_checkpoint(ConvTasNet4D(ConvTasNetConfig.from_model_args(args)), ckpt)
     make_demo_dataset(tmp / "data", seed=0, n_calib=8, calib_seconds=1.0, n_eval=4, eval_seconds=1.0)
-    space_file = tmp / "space.yaml"
+    space_file = tmp / f"space-{model}.yaml"
     space_file.write_text(SPACE.format(ckpt=ckpt, data=tmp / "data", width=width))
     root = tmp / "mlruns"
     stamp = time.strftime("%H%M%S")
     results = []
     for i in (1, 2):
-        study = f"bench-cache-{stamp}-{i}"
+        study = f"bench-cache-{model}-{stamp}-{i}"
         t0 = time.monotonic()
         proc = subprocess.run(
             [sys.executable, __file__, "--_one", str(space_file), str(root), study],
@@ -203,36 +228,37 @@ def bench(tmp: Path, width: int) -> None:
     bad2 = next(r for r in runs2 if r.data.tags.get("hefsweep.status") == "failed")
     stage = bad1.data.tags["hefsweep.failed_stage"]
     med, worst, n_rec = replay_micro(root)
-
     n = len(CONFIGS)
-    print(f"== bench/cache.py: {n} fixed trials (1 known-bad), W={width}, model {sum(1 for _ in MODEL_ARGS)} args "
-          f"(N={MODEL_ARGS['n_filters']}, X={MODEL_ARGS['n_blocks']}, R={MODEL_ARGS['n_repeats']}), ort backend ==")  # fmt: skip
-    print(f"  run 1 (cold cache):  sweep {first['wall']:7.2f} s   ({first['n_ok']} ok, {first['n_failed']} failed; "
-          f"process incl. imports {first['process_wall']:.1f} s)")  # fmt: skip
-    print(f"  run 2 (warm cache):  sweep {second['wall']:7.2f} s   ({second['n_ok']} ok, {second['n_failed']} failed; "
-          f"process incl. imports {second['process_wall']:.1f} s)")  # fmt: skip
-    print(f"  speed-up (sweep wall): {first['wall'] / second['wall']:.1f}x")
-    print(f"  stage work (sum of per-stage seconds): run 1 {work1:.2f} s, run 2 {work2:.3f} s "
-          f"-> {work1 / max(work2, 1e-9):.0f}x")  # fmt: skip
-    rest2 = second["wall"] - work2
-    print(f"  run 2 breakdown: stage work {work2:.3f} s, bookkeeping (Optuna + MLflow + input checks) {rest2:.2f} s "
-          f"= {rest2 / n:.2f} s/trial")  # fmt: skip
-    print(f"  stage executions, run 1: {sum(first['executions'].values())} {first['executions']}")
-    print(f"  stage executions, run 2 (instrumented cache): {sum(second['executions'].values())} "
-          f"{second['executions'] or ''}")  # fmt: skip
-    print(f"  run 2 hefsweep.cached.<stage>=false tags: {len(false_tags)} ({replayed} on the failing stage of the "
-          f"failed trial, replayed from the failure cache; the pipeline tags every failing stage cached=false)")  # fmt: skip
-    redundant = sum(second["executions"].values())
-    print(f"  redundant stage executions in run 2: {redundant}")
-    print(f"  known-bad trial ({bad1.data.tags['hefsweep.signature']}): {stage} took "
-          f"{bad1.data.metrics[f'time_{stage}_s']:.2f} s in run 1, {bad2.data.metrics[f'time_{stage}_s'] * 1000:.1f} ms "
-          f"in run 2 (same signature: {bad1.data.tags['hefsweep.signature'] == bad2.data.tags['hefsweep.signature']})")  # fmt: skip
-    print(f"  failure replay micro-benchmark ({n_rec} record(s)): median {med:.2f} ms, max {worst:.2f} ms per build()")
-    same = {r.data.params.get("override_set") + r.data.params.get("prelu") + r.data.params.get("norm")
-            + r.data.params.get("calib_method"): r.data.metrics.get("si_snr_db") for r in runs1}  # fmt: skip
-    again = {r.data.params.get("override_set") + r.data.params.get("prelu") + r.data.params.get("norm")
-             + r.data.params.get("calib_method"): r.data.metrics.get("si_snr_db") for r in runs2}  # fmt: skip
-    print(f"  identical metrics in both runs: {same == again}")
+    ex1, ex2 = first["executions"], second["executions"]
+
+    print(f"== bench/cache.py: {n} fixed trials (1 known-bad), model {model} (N={args['n_filters']}, "
+          f"B={args['bn_chan']}, H={args['hid_chan']}, X={args['n_blocks']}, R={args['n_repeats']}), W={width}, "
+          f"ort backend; each run in a fresh process ==")  # fmt: skip
+    print(f"  {'':<34}{'run 1 (cold)':>14}{'run 2 (warm)':>14}{'speed-up':>10}")
+    rows = [
+        ("sweep wall (run_sweep, excl. imports)", first["wall"], second["wall"]),
+        ("trial loop (first start..last end)", first["loop"], second["loop"]),
+        ("stage work (sum of stage seconds)", work1, work2),
+    ]
+    for label, a, b in rows:
+        print(f"  {label:<34}{a:>12.2f} s{b:>12.3f} s{a / max(b, 1e-9):>9.1f}x")
+    print(f"  imports per process (both runs, excluded above): {first['imports']:.1f} s / {second['imports']:.1f} s; "
+          f"process wall {first['process_wall']:.1f} s / {second['process_wall']:.1f} s")  # fmt: skip
+    print(f"  run 2: {second['wall'] - second['loop']:.2f} s one-time setup (input checks, Optuna + MLflow store "
+          f"init, parent run, summary) + {(second['loop'] - work2) / n:.3f} s/trial bookkeeping (Optuna trial, "
+          f"MLflow run, params, tags, metrics, ~10 artifacts)")  # fmt: skip
+    print(f"  outcomes: run 1 {first['n_ok']} ok / {first['n_failed']} failed, run 2 {second['n_ok']} ok / "
+          f"{second['n_failed']} failed; identical metrics: "
+          f"{ {_key(r): r.data.metrics.get('si_snr_db') for r in runs1} == {_key(r): r.data.metrics.get('si_snr_db') for r in runs2} }")  # fmt: skip
+    print(f"  stage executions run 1: {sum(ex1.values())} {ex1}")
+    print(f"  stage executions run 2 (stage functions the cache called): {sum(ex2.values())} {ex2 or ''}"
+          f"  -> redundant: {sum(ex2.values())}")  # fmt: skip
+    print(f"  run 2 tags hefsweep.cached.<stage>=false: {len(false_tags)}, of which {replayed} on the failing stage "
+          f"of the known-bad trial (replayed, not executed: the pipeline tags a failing stage cached=false)")  # fmt: skip
+    print(f"  known-bad trial {bad1.data.tags['hefsweep.signature']}: {stage} stage {bad1.data.metrics[f'time_{stage}_s'] * 1000:.1f} ms "
+          f"in run 1, {bad2.data.metrics[f'time_{stage}_s'] * 1000:.2f} ms replayed in run 2; same signature: "
+          f"{bad1.data.tags['hefsweep.signature'] == bad2.data.tags['hefsweep.signature']}")  # fmt: skip
+    print(f"  failure replay, StageCache.build on a recorded failure x200: median {med:.3f} ms, max {worst:.2f} ms")
 
 
 if __name__ == "__main__":

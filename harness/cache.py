@@ -211,6 +211,11 @@ _DEVICE_ERRNOS = frozenset(
               "EINTR", "ETIMEDOUT", "EPIPE")
     if hasattr(errno, n)
 )  # fmt: skip
+#: Messages of host resource exhaustion, whatever the class (e.g. ONNX Runtime's RuntimeError on std::bad_alloc).
+_RESOURCE_RE = re.compile(
+    r"std::bad_alloc|bad allocation|Cannot allocate memory|Failed to allocate memory|CUDA out of memory|"
+    r"No space left on device|Disk quota exceeded"
+)
 _ERRNO_RE = re.compile(r"\[Errno (?P<errno>\d+)\]")
 _PATH_RE = re.compile(r": '(?P<path>[^']+)'")
 
@@ -233,6 +238,8 @@ def unrecorded_reason(cause: BaseException, cache_root: Path) -> str | None:
     - an :class:`~harness.isolation.IsolatedFailure` of class ``Timeout`` or ``Crash`` (hung or killed worker);
     - ``BaseException``s that are not ``Exception``s (``KeyboardInterrupt``, ``SystemExit``), ``MemoryError``,
       connection and timeout errors;
+    - any error whose message reports host memory or disk exhaustion (``std::bad_alloc``, ``Cannot allocate
+      memory``, ``No space left on device`` ...);
     - ``OSError``s with a device-level errno (``ENOSPC``, ``EDQUOT``, ``EROFS``, ``EIO``, ``EMFILE`` ...), with
       no file name, or about a file inside the cache (``EACCES``/``ENOENT`` on the cache itself);
     - errors that mean the harness or its environment is broken rather than the configuration:
@@ -264,6 +271,9 @@ def unrecorded_reason(cause: BaseException, cache_root: Path) -> str | None:
             return f"{cls} on the cache itself ({cause.filename2})"
     if cls in _TRANSIENT_CLASSES:
         return f"{cls} is transient"
+    m = _RESOURCE_RE.search(cause.message if isinstance(cause, IsolatedFailure) else str(cause))
+    if m:
+        return f"{cls} says {m.group(0)!r}: the machine ran out of a resource"
     if cls in _BUG_CLASSES:
         return f"{cls} means a broken environment or harness, not a bad configuration"
     if is_os:

@@ -211,7 +211,9 @@ class Doctor(Command):
         return 0
 
 
-COMMANDS: tuple[type[Command], ...] = (Sweep, Worker, Export, DemoData, Ui, Doctor)
+from harness.promote_cli import Promote, Pull  # noqa: E402 - registered below
+
+COMMANDS: tuple[type[Command], ...] = (Sweep, Worker, Promote, Pull, Export, DemoData, Ui, Doctor)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:

@@ -289,6 +289,11 @@ class Pipeline:
         ckpt_sha = file_sha256(space.checkpoint)
         import torch
 
+        from harness.backends._ort import threads
+
+        if threads():
+            torch.set_num_threads(threads())
+
         # 1. export (with substitutions and the fidelity gate)
         export_params = {
             "checkpoint": ckpt_sha,

@@ -27,7 +27,14 @@ Ledger (see :class:`Ledger`): every promotion and rollback appends one JSON entr
 dedicated run (tag ``hefsweep.role=ledger``) in the experiment of the model's first promotion, found again
 through the registered model's tag ``hefsweep.ledger_run``. Each entry is its own immutable artifact
 ``entries/<seq>-<id>.json`` (appends never overwrite each other); ``ledger.jsonl`` on the same run is the whole
-ledger rewritten after every append, and ``<root>/ledger/<model>.jsonl`` is a local copy of it.
+ledger rewritten after every append, and ``<root>/ledger/<model>.jsonl`` is a local copy of it. An entry holds
+who (user@host), when (UTC ISO), action, model, alias, version, previous_version, run_id, study, sha256, source,
+metrics and the checks performed (with their status: ok / allowed / skipped). A rollback undoes the latest
+promotion of that alias not yet undone (its ``undoes`` field names it), so repeated rollbacks walk back in time.
+
+Order of effects: nothing touches the registry until every check passed; then the version is registered (or
+reused), the alias is moved, and the ledger entry is written -- if writing the entry fails, the alias is put
+back where it was, so an alias move without its ledger entry is not left behind.
 
 Concurrency: safe for sequential use from any number of machines sharing the tracking server. Two promotions
 or rollbacks of the *same model* at the same moment are not serialized: no ledger entry is lost (each is its
@@ -41,6 +48,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -75,6 +83,8 @@ __all__ = [
     "rollback",
     "verify_run",
 ]
+
+log = logging.getLogger("harness.promote")
 
 LEDGER_FORMAT = "hefsweep.ledger/1"
 _LEDGER_TAG = "hefsweep.ledger_run"
@@ -118,6 +128,7 @@ class Promotion:
         action: ``promote``, ``rollback`` or ``unchanged`` (the alias already pointed at this run's version).
         entry: The ledger entry appended (``None`` when unchanged).
         ledger_size: Entries in the ledger after the append.
+        reused: The run was already registered under the model; its version was reused, not duplicated.
     """
 
     action: str
@@ -134,6 +145,7 @@ class Promotion:
     ledger_run_id: str | None = None
     ledger_size: int = 0
     local_ledger: Path | None = None
+    reused: bool = False
 
 
 @dataclass(frozen=True)
@@ -365,7 +377,7 @@ def verify_run(
             evaluation set that differs from the trial's, a recomputed SI-SNR outside ``tolerance_db``, or a
             backend that cannot emulate here (unless ``skip_emulation``).
     """
-    from harness.backends import BackendSpec, get_backend
+    from harness.backends import get_backend
     from harness.errors import BackendUnavailable
 
     _require_ok(run)
@@ -379,7 +391,8 @@ def verify_run(
 
     # 1. sha256 of the stored artifact
     artifact, expected = tags["hefsweep.artifact"], tags["hefsweep.artifact_sha256"]
-    local = _download(f"{run.info.artifact_uri}/{artifact}", workdir / "artifact", tracking_uri, f"artifact {artifact} of run {rid}")
+    base = run.info.artifact_uri
+    local = _download(f"{base}/{artifact}", workdir / "artifact", tracking_uri, f"artifact {artifact} of run {rid}")
     actual = _sha256(local)
     if actual != expected:
         raise HarnessError(
@@ -407,20 +420,23 @@ def verify_run(
     if skip_emulation or space is None:
         done(Check("emulation", "skipped", "--skip-emulation"))
         return _verified(run, backend, artifact, actual, recorded, checks)
-    assert space is not None
 
     # 3. evaluation set and emulation
     from harness.audio import load_eval_set
     from harness.backends._ort import run_onnx
     from harness.metrics import si_snr
 
-    float_onnx = _download(f"{run.info.artifact_uri}/export/model.onnx", workdir / "export", tracking_uri,
+    float_onnx = _download(f"{base}/export/model.onnx", workdir / "export", tracking_uri,
                            f"export/model.onnx of run {rid}")  # fmt: skip
-    manifest = _download(f"{run.info.artifact_uri}/calibration/calibration_manifest.json", workdir / "calibration",
+    manifest = _download(f"{base}/calibration/calibration_manifest.json", workdir / "calibration",
                          tracking_uri, f"calibration manifest of run {rid}")  # fmt: skip
-    sample_rate = int(json.loads(manifest.read_text())["sample_rate"])
+    try:
+        sample_rate = int(json.loads(manifest.read_text())["sample_rate"])
+        width = int(run.data.params["width"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise HarnessError(f"run {rid}", f"no usable sample rate or width ({type(exc).__name__}: {exc})",
+                           "a trial logged by `hefsweep sweep`") from None  # fmt: skip
     n_src = _n_src(float_onnx)
-    width = int(run.data.params["width"])
     ev = load_eval_set(space.data.evaluation, sample_rate=sample_rate, width=width, n_src=n_src,
                        limit=space.data.eval_clips)  # fmt: skip
     if ev.key != tags.get("hefsweep.eval_set"):
@@ -435,8 +451,10 @@ def verify_run(
     if backend == "ort":
         quant = run_onnx(local, x)
     else:
-        har = _download(f"{run.info.artifact_uri}/{_HAILO_HAR}", workdir / "har", tracking_uri, f"{_HAILO_HAR} of run {rid}")
+        har = _download(f"{base}/{_HAILO_HAR}", workdir / "har", tracking_uri, f"{_HAILO_HAR} of run {rid}")
         quant = _emulate_hailo(space.backend_spec(), har, x, workdir, space.stage_timeout)
+    if quant.shape != ref.shape:
+        raise HarnessError(f"emulation of run {rid}", f"output shape {quant.shape}", f"the float model's {ref.shape}")
     per_clip = si_snr(quant[:, :, 0, :], ref[:, :, 0, :]).mean(axis=1)
     mean, worst = float(per_clip.mean()), float(per_clip.min())
     logged = float(run.data.metrics["si_snr_db"])
@@ -444,10 +462,12 @@ def verify_run(
     if not math.isfinite(mean) or delta > tolerance_db:
         raise HarnessError(
             f"emulation of run {rid}",
-            f"si_snr_db {mean:.3f} dB recomputed from the stored artifact vs {logged:.3f} dB logged (|diff| {delta:.3f} dB)",
+            f"si_snr_db {mean:.3f} dB recomputed from the stored artifact vs {logged:.3f} dB logged "
+            f"(|diff| {delta:.3f} dB)",
             f"|diff| <= {tolerance_db:g} dB (--tolerance-db)",
         )
-    done(Check("emulation", "ok", f"si_snr_db {mean:.3f} dB recomputed vs {logged:.3f} logged (|diff| {delta:.3f} <= {tolerance_db:g} dB)"))
+    detail = f"si_snr_db {mean:.3f} dB recomputed vs {logged:.3f} logged (|diff| {delta:.3f} <= {tolerance_db:g} dB)"
+    done(Check("emulation", "ok", detail))
     v = _verified(run, backend, artifact, actual, recorded, checks)
     v.metrics.update({"si_snr_db_recomputed": mean, "si_snr_worst_db_recomputed": worst})
     return v
@@ -462,7 +482,8 @@ def _options_from_tags(backend: str, tags: dict[str, str]) -> dict[str, Any]:
 def _verified(run: Any, backend: str, artifact: str, sha: str, versions: dict[str, str], checks: list[Check]) -> Verified:
     m = run.data.metrics
     metrics = {k: float(m[k]) for k in ("si_snr_db", "si_snr_worst_db") if k in m}
-    return Verified(run.info.run_id, run.data.tags["hefsweep.study"], backend, artifact, sha, versions, metrics, tuple(checks))
+    study = run.data.tags["hefsweep.study"]
+    return Verified(run.info.run_id, study, backend, artifact, sha, versions, metrics, tuple(checks))
 
 
 def _n_src(onnx_path: Path) -> int:
@@ -516,7 +537,10 @@ class Ledger:
         with _store(f"ledger of {model!r}", "a writable tracking store"):
             runs = client.search_runs(
                 [experiment_id],
-                filter_string=f"tags.`hefsweep.role` = 'ledger' and tags.`hefsweep.ledger.model` = '{_quote_ok(model, 'model')}'",
+                filter_string=(
+                    "tags.`hefsweep.role` = 'ledger' "
+                    f"and tags.`hefsweep.ledger.model` = '{_quote_ok(model, 'model')}'"
+                ),
                 max_results=1,
             )
             if runs:
@@ -534,7 +558,8 @@ class Ledger:
 
     def entries(self) -> list[dict[str, Any]]:
         """All entries, oldest first."""
-        with _store(f"ledger run {self.run_id} of {self.model!r}", "the ledger run named by the model's hefsweep.ledger_run tag"):
+        what = f"ledger run {self.run_id} of {self.model!r}"
+        with _store(what, "the ledger run named by the model's hefsweep.ledger_run tag"):
             files = [a.path for a in self.client.list_artifacts(self.run_id, "entries") if not a.is_dir]
         if not files:
             return []
@@ -560,13 +585,16 @@ class Ledger:
             whole = Path(tmp) / "ledger.jsonl"
             whole.write_text(text)
             with _store(f"ledger run {self.run_id} of {self.model!r}", "a writable artifact store"):
+                self.client.log_artifact(self.run_id, str(whole))  # the view first: the entry is the commit
                 self.client.log_artifact(self.run_id, str(one), "entries")
-                self.client.log_artifact(self.run_id, str(whole))
         if self.local_path is not None:
-            self.local_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp_path = self.local_path.with_name(f".{self.local_path.name}.{os.getpid()}")
-            tmp_path.write_text(text)
-            os.replace(tmp_path, self.local_path)
+            try:
+                self.local_path.parent.mkdir(parents=True, exist_ok=True)
+                tmp_path = self.local_path.with_name(f".{self.local_path.name}.{os.getpid()}")
+                tmp_path.write_text(text)
+                os.replace(tmp_path, self.local_path)
+            except OSError as exc:  # the copy is a convenience; the ledger in MLflow is already written
+                log.warning("could not write the local ledger copy %s: %s", self.local_path, exc)
         return entries
 
 
@@ -579,7 +607,8 @@ def _alias_version(client: Any, model: str, alias: str) -> str | None:
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower():
             return None
-        raise HarnessError(f"alias {alias!r} of {model!r}", f"MLflow error ({_first_line(exc)})", "a readable registry") from None
+        seen = f"MLflow error ({_first_line(exc)})"
+        raise HarnessError(f"alias {alias!r} of {model!r}", seen, "a readable registry") from None
 
 
 def _ensure_model(client: Any, model: str) -> None:
@@ -590,12 +619,14 @@ def _ensure_model(client: Any, model: str) -> None:
         return
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST" and "not found" not in str(exc).lower():
-            raise HarnessError(f"registered model {model!r}", f"MLflow error ({_first_line(exc)})", "a usable registry") from None
+            seen = f"MLflow error ({_first_line(exc)})"
+            raise HarnessError(f"registered model {model!r}", seen, "a usable registry") from None
     try:
         client.create_registered_model(model, description="Promoted by `hefsweep promote` (verified artifacts).")
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # created meanwhile by another promoter: fine
-            raise HarnessError(f"registered model {model!r}", f"cannot create ({_first_line(exc)})", "a writable registry") from None
+            seen = f"cannot create ({_first_line(exc)})"
+            raise HarnessError(f"registered model {model!r}", seen, "a writable registry") from None
 
 
 def _version_tags(v: Verified) -> dict[str, str]:
@@ -723,7 +754,7 @@ def promote(
     }
     entries = _move_alias_and_log(client, ledger, model, alias, version, previous, entry)
     return Promotion("promote", model, alias, version, previous, rid, v.study, v.sha256, v.checks, v.metrics,
-                     entries[-1], ledger.run_id, len(entries), ledger.local_path)  # fmt: skip
+                     entries[-1], ledger.run_id, len(entries), ledger.local_path, reused=bool(same))  # fmt: skip
 
 
 def _move_alias_and_log(
@@ -761,7 +792,7 @@ def rollback(tracking_uri: str, name: str, *, alias: str = "champion", root: Pat
     client = open_client(tracking_uri)
     ledger = Ledger.find(client, tracking_uri, name, root)
     if ledger is None:
-        raise HarnessError(f"registered model {name!r}", "has no hefsweep ledger", "a model promoted with `hefsweep promote`")
+        raise HarnessError(f"registered model {name!r}", "has no hefsweep ledger", "a model promoted by hefsweep")
     entries = [e for e in ledger.entries() if e.get("alias") == alias]
     undone = {e.get("undoes") for e in entries if e.get("action") == "rollback"}
     active = [e for e in entries if e.get("action") == "promote" and e.get("id") not in undone]
@@ -780,7 +811,8 @@ def rollback(tracking_uri: str, name: str, *, alias: str = "champion", root: Pat
     if current != str(last["version"]):
         raise HarnessError(
             f"alias {alias!r} of {name!r}",
-            f"points to version {current} but the ledger's last promotion set version {last['version']} (moved outside hefsweep?)",
+            f"points to version {current} but the ledger's last promotion set version {last['version']} "
+            "(moved outside hefsweep?)",
             "the alias where hefsweep left it",
         )
     with _store(f"version {target} of {name!r}", "a version that still exists in the registry", "no longer exists"):

@@ -42,7 +42,7 @@ class Promote(Command):
         p.add_argument("--skip-emulation", action="store_true",
                        help="do not re-run emulation, e.g. a HEF where the DFC is not installed (recorded)")  # fmt: skip
         p.add_argument("--rollback", action="store_true",
-                       help="move the alias back to the version before the last promotion (needs --name or --study)")  # fmt: skip
+                       help="move the alias back to where it was before the last promotion (--name or --study)")  # fmt: skip
         store_options(p)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -76,12 +76,15 @@ class Promote(Command):
                 progress=print,
             )
             if r.action == "unchanged":
-                print(f"{r.model} alias '{r.alias}' already points to version {r.version} (run {r.run_id}); nothing changed")
+                print(f"{r.model} alias '{r.alias}' already points to version {r.version} (run {r.run_id}); "
+                      "nothing changed")  # fmt: skip
                 return 0
             before = r.previous_version or "(none)"
-            print(f"registered {r.model} version {r.version}; alias '{r.alias}': {before} -> {r.version}")
+            how = "reused already registered" if r.reused else "registered"
+            print(f"{how} {r.model} version {r.version}; alias '{r.alias}': {before} -> {r.version}")
         where = f"; local copy {r.local_ledger}" if r.local_ledger is not None else ""
-        print(f"ledger: {r.ledger_size} entries (MLflow run {r.ledger_run_id}, ledger.jsonl{where})")
+        n = f"{r.ledger_size} {'entry' if r.ledger_size == 1 else 'entries'}"
+        print(f"ledger: {n} (MLflow run {r.ledger_run_id}, ledger.jsonl{where})")
         return 0
 
 

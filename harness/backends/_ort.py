@@ -257,6 +257,18 @@ class OrtBackend:
         return run_onnx(target.path, inputs)
 
 
+def threads() -> int:
+    """Threads per ONNX Runtime session: ``HEFSWEEP_THREADS`` (0 = ONNX Runtime's default, one per core).
+
+    Set it to 1 when several workers share a machine. (``quantize_static``'s internal calibration session
+    does not take session options and keeps ONNX Runtime's default.)
+    """
+    try:
+        return max(int(os.environ.get("HEFSWEEP_THREADS", "0")), 0)
+    except ValueError:
+        return 0
+
+
 def run_onnx(path: Path, inputs: np.ndarray) -> np.ndarray:
     """Run an ONNX model with a single ``[1,1,1,W]`` input over ``[n,1,1,W]`` inputs, one row at a time.
 
@@ -265,7 +277,9 @@ def run_onnx(path: Path, inputs: np.ndarray) -> np.ndarray:
     """
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads()
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     outs = [sess.run(None, {name: inputs[i : i + 1].astype(np.float32)})[0] for i in range(len(inputs))]
     return np.concatenate(outs, axis=0).astype(np.float32)

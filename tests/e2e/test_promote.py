@@ -70,6 +70,7 @@ def sweep(space: Path, root: Path, sets: tuple[str, ...], tracking_uri: str | No
 
 def hefsweep(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """Run the console script with promote/pull registered (whether or not cli.py lists them yet)."""
+    capsys.readouterr()  # drop what the test itself printed
     names = {c.name for c in cli.COMMANDS}
     extra = tuple(c for c in (Promote, Pull) if c.name not in names)
     saved, env = cli.COMMANDS, dict(os.environ)
@@ -82,6 +83,11 @@ def hefsweep(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
         os.environ.update(env)
     out = capsys.readouterr()
     return code, out.out, out.err.strip()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def sha(path: Path) -> str:
@@ -218,6 +224,7 @@ def test_promote_rollback_pull_and_a_tampered_artifact(
         stored.write_bytes(original)
     with pytest.raises(Exception, match="not found"):
         client.get_model_version_by_alias("hefsweep-p", "candidate")
+    assert str(client.get_model_version_by_alias("hefsweep-p", "champion").version) == "1"
     assert len(ledger_lines(client, "hefsweep-p")) == 3
 
 
@@ -393,9 +400,6 @@ def test_promote_and_pull_through_an_mlflow_server(
 
     url, proc = mlflow_server
     client = MlflowClient(url, url)
-    # Created through the server, the experiment stores artifacts on the server (mlflow-artifacts:/...); the
-    # sweep then logs into it (Tracker reuses an existing experiment).
-    client.create_experiment("srv")
     root = tmp_path / "mlruns"
     sweep(write_space(tmp_path, tiny_checkpoint, demo_data, "srv"), root, ("none", "io16"), tracking_uri=url)
     remote = ["--tracking-uri", url, "--root", str(root)]
@@ -403,6 +407,7 @@ def test_promote_and_pull_through_an_mlflow_server(
     code, out, err = hefsweep(["promote", "--study", "srv", *remote], capsys)
     assert code == 0, err
     mv = client.get_model_version_by_alias("hefsweep-srv", "champion")
+    assert client.get_experiment_by_name("srv").artifact_location.startswith("mlflow-artifacts:")  # proxied
     assert mv.source.startswith("mlflow-artifacts:/") and mv.source.endswith("/compiled/model.qdq.onnx")
     other = [r for r in client.search_runs([client.get_experiment_by_name("srv").experiment_id],
                                            "tags.`hefsweep.status` = 'ok'") if r.info.run_id != mv.run_id]  # fmt: skip

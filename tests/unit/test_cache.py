@@ -174,6 +174,7 @@ TRANSIENT = {
         "FileNotFoundError", f"[Errno 2] No such file or directory: '{_inside(p, 'z')}'"
     ),
     "worker_memory": lambda p: IsolatedFailure("MemoryError", ""),
+    "ort_bad_alloc": lambda p: IsolatedFailure("RuntimeException", "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : std::bad_alloc"),
     "bug": lambda p: AttributeError("'NoneType' object has no attribute 'x'"),
     "import": lambda p: ModuleNotFoundError("No module named 'hailo_sdk_client'"),
 }
