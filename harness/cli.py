@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from harness._command import Command, store_options
 from harness.errors import HarnessError
+from harness.promote_cli import Promote, Pull
 
 __all__ = ["main"]
 
@@ -210,8 +211,6 @@ class Doctor(Command):
         print(f"\nready for backend {args.backend}")
         return 0
 
-
-from harness.promote_cli import Promote, Pull  # noqa: E402 - registered below
 
 COMMANDS: tuple[type[Command], ...] = (Sweep, Worker, Promote, Pull, Export, DemoData, Ui, Doctor)
 

@@ -422,23 +422,21 @@ def _log_result(tracker: Tracker, run_id: str, result: TrialResult) -> None:
     if fired is not None:
         tags["hefsweep.substitutions_fired"] = ",".join(fired) or "none"
     tags.update({f"hefsweep.cached.{k}": str(v["cached"]).lower() for k, v in result.stages.items()})
-    tracker.set_tags(run_id, tags)
     metrics = dict(result.metrics)
     fid = result.info.get("fidelity") or {}
     metrics.update(fid)
     if "compile" in result.info:
         metrics["n_qlinear_ops"] = result.info["compile"].get("n_qlinear_ops", 0)
         metrics["model_size_bytes"] = result.info["compile"].get("size_bytes", 0)
-    tracker.log_metrics(run_id, metrics)
-    for path, folder in result.artifacts:
-        if path.exists():
-            tracker.log_artifact(run_id, path, folder or None)
+    files: list[tuple[Path | str, str | None, str | None]] = [(p, f or None, None) for p, f in result.artifacts]
     info = {k: v for k, v in result.info.items() if k != "traceback"}
-    tracker.log_json(run_id, {"status": result.status, "stages": result.stages, **info}, "trial.json")
+    files.append((json.dumps({"status": result.status, "stages": result.stages, **info}, indent=2, default=str), None, "trial.json"))
     if result.failure is not None:
-        tracker.log_json(run_id, result.failure.to_dict(), "failure.json")
+        files.append((json.dumps(result.failure.to_dict(), indent=2), None, "failure.json"))
         text = f"{result.failure.signature}\n\n{result.failure.message}\n\n{result.info.get('traceback', '')}"
-        tracker.log_text(run_id, text, "failure.txt")
+        files.append((text, None, "failure.txt"))
+    # one batch for tags + metrics, one upload for all files (each tracking call costs a round trip)
+    tracker.log_result(run_id, tags, metrics, files)
 
 
 def _log_summary(tracker: Tracker, parent: str, study: Any, summary: SweepSummary) -> None:

@@ -147,6 +147,53 @@ class Tracker:
 
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
+    def log_result(
+        self,
+        run_id: str,
+        tags: dict[str, Any],
+        metrics: dict[str, float],
+        files: list[tuple[Path | str, str | None, str | None]],
+    ) -> None:
+        """Log a trial's tags and metrics in one batch and its files in one upload.
+
+        Args:
+            run_id: The run.
+            tags: Tag values (stringified).
+            metrics: Finite metric values (others are skipped).
+            files: ``(source, folder, name)``: a file path (``name`` None keeps its name) or text content.
+        """
+        import math
+        import os
+        import shutil
+        import time
+
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None and math.isfinite(float(v))],
+            tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()],
+        )
+        with tempfile.TemporaryDirectory(prefix="hefsweep-artifacts-") as tmp:
+            staged = 0
+            for source, folder, name in files:
+                dest_dir = Path(tmp) / folder if folder else Path(tmp)
+                dest_dir.mkdir(parents=True, exist_ok=True)
+                if isinstance(source, Path):
+                    if not source.exists():
+                        continue
+                    dest = dest_dir / (name or source.name)
+                    try:
+                        os.link(source, dest)  # no copy of large models on the same file system
+                    except OSError:
+                        shutil.copyfile(source, dest)
+                else:
+                    (dest_dir / str(name)).write_text(source)
+                staged += 1
+            if staged:
+                self.client.log_artifacts(run_id, tmp)
+
     def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
 
