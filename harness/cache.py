@@ -8,8 +8,8 @@ corrupt each other (the loser's copy is discarded), and an entry is never overwr
 A build that fails for a *deterministic* reason is published the same way, as a failure record: the next
 ``build`` of that key raises the same :class:`CachedBuildError` in milliseconds without running the stage
 (``replayed=True``). Transient causes are never recorded (see :func:`unrecorded_reason`): a timeout or a
-crashed worker, an interrupt, running out of memory, file-system trouble on the cache itself, a missing
-module, or a programming error in the harness.
+crashed worker, an interrupt, running out of memory or disk, file-system trouble on the cache itself, a
+missing module, a programming error in the harness, or any exception marked ``transient = True``.
 
 Layout under the root (``<root>/cache`` by default, or ``$HEFSWEEP_CACHE_DIR``, see :func:`default_cache_root`)::
 
@@ -235,6 +235,8 @@ def unrecorded_reason(cause: BaseException, cache_root: Path) -> str | None:
 
     Not recorded:
 
+    - an exception whose class sets ``transient = True`` (e.g. :class:`harness.pipeline.StagePruned`: a stage
+      stopped early is not the stage's outcome);
     - an :class:`~harness.isolation.IsolatedFailure` of class ``Timeout`` or ``Crash`` (hung or killed worker);
     - ``BaseException``s that are not ``Exception``s (``KeyboardInterrupt``, ``SystemExit``), ``MemoryError``,
       connection and timeout errors;
@@ -264,6 +266,8 @@ def unrecorded_reason(cause: BaseException, cache_root: Path) -> str | None:
         if not isinstance(cause, Exception):
             return f"{type(cause).__name__} is an interruption, not a stage outcome"
         cls = type(cause).__name__
+        if getattr(cause, "transient", False) is True:
+            return f"{cls} is marked transient"
         is_os = isinstance(cause, OSError)
         err_no = cause.errno if isinstance(cause, OSError) else None
         filename = cause.filename if isinstance(cause, OSError) else None

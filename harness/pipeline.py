@@ -31,6 +31,7 @@ __all__ = ["Pipeline", "TrialConfig", "TrialResult"]
 
 log = logging.getLogger("harness.pipeline")
 
+_CLIPS_PER_CALL = 2  # emulation granularity when a pruner watches per-clip SI-SNR
 STAGES = ("export", "calibrate", "reference", "translate", "optimize", "compile", "emulate")
 _VERSIONS = {"export": 1, "calibrate": 1, "reference": 1, "translate": 1, "optimize": 1, "compile": 1, "emulate": 1}
 
@@ -78,6 +79,19 @@ class TrialResult:
     def ok(self) -> bool:
         """True when every stage passed."""
         return self.status == "ok"
+
+
+class StagePruned(Exception):
+    """Emulation stopped early: the trial's per-clip SI-SNR is significantly worse than the best trial's.
+
+    Marked ``transient`` so the stage cache does not record it as the stage's outcome.
+    """
+
+    transient = True
+
+    def __init__(self, clips: int) -> None:
+        self.clips = clips
+        super().__init__(f"pruned after {clips} clips")
 
 
 class _StageFailed(Exception):
@@ -212,19 +226,30 @@ class Pipeline:
         return int(_candidates(self.space.dimensions.width)[0])
 
     # -- the trial ----------------------------------------------------------------------------------------------
-    def run(self, cfg: TrialConfig, overrides: OverrideSet | None = None) -> TrialResult:
+    def run(
+        self,
+        cfg: TrialConfig,
+        overrides: OverrideSet | None = None,
+        on_clip: Callable[[int, float], bool] | None = None,
+    ) -> TrialResult:
         """Run every stage for ``cfg``; a failing stage becomes a classified failed result.
 
         Args:
             cfg: The trial's dimension values.
             overrides: An explicit override set to use instead of the space's ``cfg.override_set`` (e.g. for
                 ``hefsweep minimize`` probes).
+            on_clip: Called with (clip index, the clip's SI-SNR vs the float model) as emulation proceeds, a few
+                clips at a time; returning True stops the trial (status ``pruned``).
         """
         stages: dict[str, dict[str, Any]] = {}
         artifacts: list[tuple[Path, str]] = []
         info: dict[str, Any] = {}
         try:
-            self._run(cfg, stages, artifacts, info, overrides)
+            self._run(cfg, stages, artifacts, info, overrides, on_clip)
+        except StagePruned as exc:
+            metrics = {f"time_{k}_s": v["seconds"] for k, v in stages.items()}
+            info["pruned_after_clips"] = exc.clips
+            return TrialResult("pruned", metrics, None, tuple(artifacts), stages, info)
         except _StageFailed as exc:
             metrics = {f"time_{k}_s": v["seconds"] for k, v in stages.items()}
             if exc.failed_dir is not None:
@@ -245,6 +270,9 @@ class Pipeline:
             entry = self.cache.build(name, key, fn)
         except CachedBuildError as err:
             cause = err.cause
+            if isinstance(cause, StagePruned):
+                stages[name] = {"key": key, "cached": False, "seconds": time.monotonic() - start}
+                raise cause from None
             if isinstance(cause, IsolatedFailure):
                 failure = classify(name, cause.exc_class, cause.message)
                 tb = cause.traceback
@@ -284,6 +312,7 @@ class Pipeline:
         artifacts: list[tuple[Path, str]],
         info: dict[str, Any],
         explicit: OverrideSet | None = None,
+        on_clip: Callable[[int, float], bool] | None = None,
     ) -> None:
         space = self.space
         ckpt_sha = file_sha256(space.checkpoint)
@@ -395,10 +424,11 @@ class Pipeline:
         emu = self._stage(
             "emulate",
             stage_key("emulate", _VERSIONS["emulate"], {"eval": ev.key}, (opt.key,)),
-            lambda d: self._emulate(optimized, ev, d),
+            lambda d: self._emulate(optimized, ev, d, np.load(ref.path / "float.npy"), on_clip),
             stages,
         )
         info["metrics"], per_clip = _metrics(np.load(emu.path / "outputs.npy"), np.load(ref.path / "float.npy"), ev)
+        info["per_clip_si_snr_db"] = [row["si_snr_db"] for row in per_clip]
         per_clip_path = emu.path / "per_clip.json"
         if not per_clip_path.exists():
             per_clip_path.write_text(json.dumps(per_clip, indent=2))
@@ -479,12 +509,34 @@ class Pipeline:
         np.save(d / "float.npy", out)
         return {"shape": list(out.shape)}
 
-    def _emulate(self, optimized: Optimized, ev: Any, d: Path) -> dict[str, Any]:
-        inputs = d / "inputs.npy"
-        np.save(inputs, ev.mixtures[:, None, None, :].astype(np.float32))
-        shape = self._isolated("emulate", "emulate", d, optimized, inputs, d / "outputs.npy")
-        inputs.unlink()
-        return {"shape": list(shape)}
+    def _emulate(
+        self,
+        optimized: Optimized,
+        ev: Any,
+        d: Path,
+        ref: np.ndarray,
+        on_clip: Callable[[int, float], bool] | None,
+    ) -> dict[str, Any]:
+        """Emulate all evaluation clips; with ``on_clip``, a few clips per worker call so a trial can stop early."""
+        from harness.metrics import si_snr
+
+        mixtures = ev.mixtures[:, None, None, :].astype(np.float32)
+        chunk = len(mixtures) if on_clip is None else _CLIPS_PER_CALL
+        outs = []
+        for start in range(0, len(mixtures), chunk):
+            inputs, part = d / "inputs.npy", d / "part.npy"
+            np.save(inputs, mixtures[start : start + chunk])
+            self._isolated("emulate", "emulate", d, optimized, inputs, part)
+            outs.append(np.load(part))
+            if on_clip is not None:
+                values = si_snr(outs[-1][:, :, 0, :], ref[start : start + chunk, :, 0, :]).mean(axis=1)
+                if any([on_clip(start + i, float(v)) for i, v in enumerate(values)]):
+                    raise StagePruned(start + len(values))
+        out = np.concatenate(outs)
+        np.save(d / "outputs.npy", out)
+        for name in ("inputs.npy", "part.npy"):
+            (d / name).unlink(missing_ok=True)
+        return {"shape": list(out.shape)}
 
 
 def _candidates(dim: Any) -> list[Any]:

@@ -21,6 +21,7 @@ Schema (every key optional unless marked; unknown keys are rejected)::
     goal_db: null                      # stop the study when a feasible trial reaches this si_snr_db
     worst_clip_floor_db: null          # constraint: the worst clip's SI-SNR must reach this
     heartbeat: {interval: 10, grace: 60, max_retry: 2}   # crash safety: stale trials are retried
+    pruner: null                       # {kind: wilcoxon, p_threshold: 0.1}: stop emulating clearly worse trials
     dimensions:                        # each: a list (categorical), {low, high[, step, log]} or a scalar (fixed)
       prelu: [keep, relu, maxmin]
       norm: [gLN, cLN, affine, identity]
@@ -99,6 +100,15 @@ class Heartbeat(BaseModel):
         if self.grace <= self.interval:
             raise ValueError(f"grace {self.grace} <= interval {self.interval}; expected grace > interval")
         return self
+
+
+class Pruner(BaseModel):
+    """Early stopping of emulation over clips (Optuna's WilcoxonPruner against the best trial's clips)."""
+
+    model_config = _FROZEN
+    kind: Literal["wilcoxon"] = "wilcoxon"
+    p_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    n_startup_steps: Annotated[int, Field(ge=0)] = 2
 
 
 class Data(BaseModel):
@@ -197,6 +207,7 @@ class SearchSpace(BaseModel):
     goal_db: float | None = None
     worst_clip_floor_db: float | None = None
     heartbeat: Heartbeat = Heartbeat()
+    pruner: Pruner | None = None
     dimensions: Dimensions = Dimensions()
     override_sets: dict[str, tuple[OverrideModel, ...]] = Field(default_factory=lambda: {"none": ()})
     enqueue: tuple[dict[str, Scalar], ...] = ()

@@ -62,6 +62,7 @@ class SweepSummary:
     n_trials: int = 0
     n_ok: int = 0
     n_failed: int = 0
+    n_pruned: int = 0
     best_value: float | None = None
     best_trial: int | None = None
     best_run_id: str | None = None
@@ -100,6 +101,8 @@ class _Display:
         if result.ok:
             m = result.metrics
             what = f"ok      si_snr {m['si_snr_db']:6.2f} dB  worst {m['si_snr_worst_db']:6.2f} dB"
+        elif result.status == "pruned":
+            what = f"PRUNED  after {result.info.get('pruned_after_clips')} clips (worse than the best trial)"
         else:
             assert result.failure is not None
             what = f"FAILED  {result.failure.signature}"
@@ -157,6 +160,7 @@ def _open_study(space: SearchSpace, name: str, storage: Any, url: str) -> Any:
             load_if_exists=True,
             direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=4),
+            pruner=_pruner(space),
         )
         fingerprint = json.dumps(space.fingerprint(), sort_keys=True)
         stored = study.user_attrs.get("hefsweep.space")
@@ -177,6 +181,16 @@ def _open_study(space: SearchSpace, name: str, storage: Any, url: str) -> Any:
             "the space it was created with (use another --study name)",
         )
     return study
+
+
+def _pruner(space: SearchSpace) -> Any:
+    import optuna
+
+    if space.pruner is None:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.WilcoxonPruner(
+        p_threshold=space.pruner.p_threshold, n_startup_steps=space.pruner.n_startup_steps
+    )
 
 
 def decide(study: Any, trial: Any, cfg: TrialConfig, result: TrialResult, space: SearchSpace) -> float:
@@ -352,14 +366,30 @@ def run_sweep(
             tags={"hefsweep.study": name, "hefsweep.trial": str(trial.number), **versions, **extra},
         )
         trial.set_user_attr("mlflow_run_id", run_id)
+        on_clip = None
+        if space.pruner is not None:
+
+            def on_clip(step: int, value: float) -> bool:
+                trial.report(value, step)
+                return bool(trial.should_prune())
+
         try:
-            result = pipeline.run(cfg)
+            result = pipeline.run(cfg, on_clip=on_clip)
             _log_result(tracker, run_id, result)
         except BaseException:
             tracker.set_tags(run_id, {"hefsweep.status": "failed", "hefsweep.signature": "harness:Interrupted:-"})
             tracker.end(run_id, "KILLED")
             raise
-        tracker.end(run_id, "FINISHED" if result.ok else "FAILED")
+        tracker.end(run_id, "FAILED" if result.status == "failed" else "FINISHED")
+        if result.status == "pruned":
+            trial.set_user_attr("status", "pruned")
+            summary.n_trials += 1
+            summary.n_pruned += 1
+            display.done(result, _best(study, None, trial.number))
+            raise optuna.TrialPruned(f"emulation stopped after {result.info.get('pruned_after_clips')} clips")
+        if space.pruner is not None and result.ok and not study._storage.get_trial(trial._trial_id).intermediate_values:
+            for step, v in enumerate(result.info.get("per_clip_si_snr_db", [])):  # emulation came from the cache
+                trial.report(v, step)
         value = decide(study, trial, cfg, result, space)
         summary.n_trials += 1
         if result.ok:

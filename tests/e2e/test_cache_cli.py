@@ -87,7 +87,7 @@ def test_cache_info_prune_and_failure_replay(
             if k.startswith("hefsweep.cached.") and k != f"hefsweep.cached.{failed_stage}":
                 assert v == "true", (k, r.data.tags.get("hefsweep.signature"))
         if failed_stage:
-            assert r.data.metrics[f"time_{failed_stage}_s"] < 0.05
+            assert r.data.metrics[f"time_{failed_stage}_s"] < 0.25  # milliseconds in practice; slack for a busy machine
             arts = [a.path for a in client.list_artifacts(r.info.run_id, f"failed_{failed_stage}")]
             assert f"failed_{failed_stage}/cached_failure.json" in arts
     assert len(cache.scan(("failure",))) == 2 and not cache.scan(("failed", "tmp"))

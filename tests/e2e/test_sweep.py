@@ -127,3 +127,29 @@ def test_stage_timeout_is_a_classified_failure(tiny_checkpoint: Path, demo_data:
     summary = run_sweep(load_space(p), trials=1, root=tmp_path / "mlruns", stream=io.StringIO())
     # a spawned child cannot even import its backend in 50 ms: the first isolated stage times out
     assert summary.signatures == {"translate:Timeout:0.05s": 1}
+
+
+def test_wilcoxon_pruner_stops_clearly_worse_trials(tiny_checkpoint: Path, demo_data: Path, tmp_path: Path) -> None:
+    """8-bit after a 16-bit best trial: its per-clip SI-SNR is worse on every clip, so emulation stops early."""
+    from harness.audio import make_demo_dataset
+    from mlflow import MlflowClient
+
+    data = tmp_path / "more"
+    make_demo_dataset(data, seed=1, n_calib=4, calib_seconds=1.0, n_eval=8, eval_seconds=0.3)
+    p = space_file(tmp_path, tiny_checkpoint, data, "  width: 4000\n  calib_size: 2\n  override_set: [all16, none]",
+                   extra_sets="  all16:\n    - {kind: precision16, layers: ['*']}", name="w")  # fmt: skip
+    text = p.read_text().replace("eval_clips: 3", "eval_clips: 8")
+    p.write_text(text + "pruner: {kind: wilcoxon, p_threshold: 0.1, n_startup_steps: 2}\n")
+    combos = [{"override_set": "all16"}, {"override_set": "none"}]
+    out = io.StringIO()
+    summary = run_sweep(load_space(p), trials=2, root=tmp_path / "mlruns", stream=out, enqueue=combos)
+    assert summary.n_ok == 1 and summary.n_pruned == 1, out.getvalue()
+    import optuna
+
+    study = optuna.load_study(study_name="w", storage=f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}")
+    best, pruned = study.trials
+    assert best.state.name == "COMPLETE" and len(best.intermediate_values) == 8
+    assert pruned.state.name == "PRUNED" and 2 <= len(pruned.intermediate_values) < 8  # stopped before the end
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    run = client.get_run(pruned.user_attrs["mlflow_run_id"])
+    assert run.data.tags["hefsweep.status"] == "pruned"

@@ -1,10 +1,26 @@
 from __future__ import annotations
 
+import errno
+import json
+import multiprocessing
+import os
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from harness.cache import CachedBuildError, StageCache, file_sha256, stage_key
+from harness.cache import (
+    CACHE_DIR_ENV,
+    CachedBuildError,
+    FailureRecord,
+    StageCache,
+    default_cache_root,
+    file_sha256,
+    stage_key,
+    unrecorded_reason,
+)
+from harness.isolation import IsolatedFailure
 
 
 def test_key_is_canonical_and_sensitive() -> None:
@@ -54,20 +70,6 @@ def test_file_sha256(tmp_path: Path) -> None:
 
 
 # -- failure caching ---------------------------------------------------------------------------------------------
-import errno  # noqa: E402
-import json  # noqa: E402
-import multiprocessing  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
-
-from harness.cache import (  # noqa: E402
-    CACHE_DIR_ENV,
-    FailureRecord,
-    default_cache_root,
-    unrecorded_reason,
-)
-from harness.isolation import IsolatedFailure  # noqa: E402
 
 
 class Counter:
@@ -113,8 +115,9 @@ def _raise_nested() -> None:
 )
 def test_failure_replays_fast_with_identical_classification(tmp_path: Path, stage: str, exc: Any) -> None:
     if exc == "fill":
-        from harness.audio._fill import FillPolicyError, fit_length
         import numpy as np
+
+        from harness.audio._fill import FillPolicyError, fit_length
 
         try:
             fit_length(np.zeros(100), 200, "crop")
@@ -133,7 +136,7 @@ def test_failure_replays_fast_with_identical_classification(tmp_path: Path, stag
     again, tb2, replayed2 = _pipeline_failure(cache, stage, "k" * 64, fn)
     elapsed = time.monotonic() - t0
     assert fn.calls == 1 and not replayed1 and replayed2
-    assert elapsed < 0.05
+    assert elapsed < 0.1  # about 1 ms; slack for a busy machine
     assert again == first and first.signature == again.signature and tb1 == tb2
     assert first.known, first.signature  # a real rule matched, so the replay went through the same rule
 
@@ -175,6 +178,7 @@ TRANSIENT = {
     ),
     "worker_memory": lambda p: IsolatedFailure("MemoryError", ""),
     "ort_bad_alloc": lambda p: IsolatedFailure("RuntimeException", "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : std::bad_alloc"),
+    "marked": lambda p: type("StagePruned", (Exception,), {"transient": True})("pruned after 2 clips"),
     "bug": lambda p: AttributeError("'NoneType' object has no attribute 'x'"),
     "import": lambda p: ModuleNotFoundError("No module named 'hailo_sdk_client'"),
 }
