@@ -6,6 +6,8 @@ results into the given working directory. Nothing here imports torch.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +17,37 @@ from harness.backends import BackendSpec, Compiled, Optimized, OverrideSet, Quan
 __all__ = ["compile_", "emulate", "optimize", "translate"]
 
 
+def _inject(stage: str) -> None:
+    """Fault injection for reliability tests: ``HEFSWEEP_INJECT="optimize:sleep:3,compile:segv"``.
+
+    Actions: ``sleep:<s>`` (a slow stage), ``hang`` (never returns), ``segv`` (dies by SIGSEGV), ``raise:<Class>``
+    (raises an exception of that class name). Unset in normal use.
+    """
+    spec = os.environ.get("HEFSWEEP_INJECT", "")
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        where, _, action = item.partition(":")
+        if where != stage:
+            continue
+        kind, _, arg = action.partition(":")
+        if kind == "sleep":
+            time.sleep(float(arg or 1))
+        elif kind == "hang":
+            time.sleep(10**6)
+        elif kind == "segv":
+            import ctypes
+
+            ctypes.string_at(0)
+        elif kind == "raise":
+            raise type(arg or "InjectedFault", (RuntimeError,), {})(f"injected fault in {stage}")
+
+
 class NonFiniteOutput(ArithmeticError):
     """The emulated model produced NaN or Inf."""
 
 
 def translate(backend: BackendSpec, onnx_path: Path, workdir: Path) -> Translated:
     """``Backend.translate`` in a child."""
+    _inject("translate")
     return backend.create().translate(onnx_path, workdir)
 
 
@@ -34,12 +61,14 @@ def optimize(
     reuse_dir: Path | None,
 ) -> Optimized:
     """``Backend.optimize`` in a child; calibration is read from an ``.npy`` file ``[n,1,1,W]``."""
+    _inject("optimize")
     data = np.load(calibration_npy)
     return backend.create().optimize(translated, data, overrides, settings, workdir, reuse_dir=reuse_dir)
 
 
 def compile_(backend: BackendSpec, optimized: Optimized, workdir: Path) -> Compiled:
     """``Backend.compile`` in a child."""
+    _inject("compile")
     return backend.create().compile(optimized, workdir)
 
 
@@ -49,6 +78,7 @@ def emulate(backend: BackendSpec, optimized: Optimized, inputs_npy: Path, out_np
     Raises:
         NonFiniteOutput: the outputs contain NaN or Inf.
     """
+    _inject("emulate")
     out = backend.create().emulate(optimized, np.load(inputs_npy))
     bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
     if bad:

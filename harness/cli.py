@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from harness._command import Command, store_options
 from harness.errors import HarnessError
+from harness.cache_cli import Cache
+from harness.minimize_cli import Minimize
 from harness.promote_cli import Promote, Pull
 
 __all__ = ["main"]
@@ -212,7 +214,7 @@ class Doctor(Command):
         return 0
 
 
-COMMANDS: tuple[type[Command], ...] = (Sweep, Worker, Promote, Pull, Export, DemoData, Ui, Doctor)
+COMMANDS: tuple[type[Command], ...] = (Sweep, Worker, Promote, Pull, Minimize, Cache, Export, DemoData, Ui, Doctor)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:

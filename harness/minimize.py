@@ -330,7 +330,7 @@ def minimize_run(
         sig = tags.get("hefsweep.signature", "-")
         raise HarnessError(
             f"MLflow run {run_id}",
-            f"is a failed trial (status {status or run.info.status}, signature {sig})",
+            f"trial did not pass (status {status or run.info.status}, signature {sig})",
             "a passing trial: minimize shrinks the override set of a trial that passed",
         )
     parent_id = tags.get("mlflow.parentRunId")
@@ -439,6 +439,8 @@ def minimize_run(
     result = MinimizeResult(run_id, original, minimal, tuple(probes), time.monotonic() - start)
     summary = result.to_dict()
     summary["criterion"] = {"status": "ok", "min_si_snr_db": min_si_snr_db}
+    summary["one_minimal"] = max_probes is None or len(probes) < max_probes
+    stopped = "" if summary["one_minimal"] else f" (stopped at --max-probes {max_probes}: passing, maybe not 1-minimal)"
     tracker.log_json(run_id, summary, "minimal_override_set.json", "minimize")
     tracker.set_tags(
         run_id,
@@ -449,7 +451,8 @@ def minimize_run(
     )
     stream.write(
         f"minimal override set: {len(split_atoms(minimal))} of {len(atoms)} atoms "
-        f"[{', '.join(a.label() for a in split_atoms(minimal))}] after {len(probes)} probes in {result.seconds:.1f} s\n"
+        f"[{', '.join(a.label() for a in split_atoms(minimal))}] after {len(probes)} probes in {result.seconds:.1f} s"
+        f"{stopped}\n"
         f"  removed: {', '.join(summary['atoms_removed']) or 'nothing'}\n"
         f"  logged: tag hefsweep.minimal_override_set and artifact minimize/minimal_override_set.json on run "
         f"{run_id}; probes are runs tagged hefsweep.minimize.of={run_id}\n"

@@ -231,6 +231,7 @@ class Pipeline:
         cfg: TrialConfig,
         overrides: OverrideSet | None = None,
         on_clip: Callable[[int, float], bool] | None = None,
+        compile_gate: Callable[[float], bool] | None = None,
     ) -> TrialResult:
         """Run every stage for ``cfg``; a failing stage becomes a classified failed result.
 
@@ -240,12 +241,14 @@ class Pipeline:
                 ``hefsweep minimize`` probes).
             on_clip: Called with (clip index, the clip's SI-SNR vs the float model) as emulation proceeds, a few
                 clips at a time; returning True stops the trial (status ``pruned``).
+            compile_gate: When given, compile runs after emulation and only if ``compile_gate(si_snr_db)`` is
+                True ("optimize many, compile few"); ``info["compiled"]`` says whether it ran.
         """
         stages: dict[str, dict[str, Any]] = {}
         artifacts: list[tuple[Path, str]] = []
         info: dict[str, Any] = {}
         try:
-            self._run(cfg, stages, artifacts, info, overrides, on_clip)
+            self._run(cfg, stages, artifacts, info, overrides, on_clip, compile_gate)
         except StagePruned as exc:
             metrics = {f"time_{k}_s": v["seconds"] for k, v in stages.items()}
             info["pruned_after_clips"] = exc.clips
@@ -281,7 +284,7 @@ class Pipeline:
 
                 failure = classify(name, type(cause).__name__, str(cause))
                 tb = "".join(traceback.format_exception(cause))
-            stages[name] = {"key": key, "cached": False, "seconds": time.monotonic() - start}
+            stages[name] = {"key": key, "cached": err.replayed, "seconds": time.monotonic() - start}
             raise _StageFailed(failure, err.failed_dir, tb) from None
         seconds = time.monotonic() - start if entry.hit else entry.meta.get("seconds", 0.0)
         stages[name] = {"key": key, "cached": entry.hit, "seconds": seconds}
@@ -313,6 +316,7 @@ class Pipeline:
         info: dict[str, Any],
         explicit: OverrideSet | None = None,
         on_clip: Callable[[int, float], bool] | None = None,
+        compile_gate: Callable[[float], bool] | None = None,
     ) -> None:
         space = self.space
         ckpt_sha = file_sha256(space.checkpoint)
@@ -410,16 +414,54 @@ class Pipeline:
             )
             return opt, optimized, _from_meta(Compiled, comp.meta, comp.path)
 
+        def optimize_only(ovs: OverrideSet) -> tuple[StageEntry, Optimized, Compiled | None]:
+            opt = self._stage(
+                "optimize",
+                stage_key(
+                    "optimize",
+                    _VERSIONS["optimize"],
+                    {"overrides": ovs.to_dict(), "settings": settings.to_dict()},
+                    (tr.key, calib.key),
+                ),
+                lambda d: _to_meta(
+                    self._isolated("optimize", "optimize", d, translated, calib.path / "calibration.npy", ovs, settings, d, reuse),
+                    d,
+                ),
+                stages,
+            )
+            return opt, _from_meta(Optimized, opt.meta, opt.path), None
+
+        def compile_(opt: StageEntry, optimized: Optimized) -> Compiled:
+            comp = self._stage(
+                "compile",
+                stage_key("compile", _VERSIONS["compile"], {}, (opt.key,)),
+                lambda d: _to_meta(self._isolated("compile", "compile_", d, optimized, d), d),
+                stages,
+            )
+            return _from_meta(Compiled, comp.meta, comp.path)
+
+        def optimize_compile(ovs: OverrideSet) -> tuple[StageEntry, Optimized, Compiled | None]:
+            opt, optimized, _ = optimize_only(ovs)
+            return opt, optimized, compile_(opt, optimized)
+
+        # "Optimize many, compile few": with a compile gate, compile runs after emulation and only when the gate
+        # admits the trial's SI-SNR (the repair loop then covers optimize failures only).
+        step = optimize_compile if compile_gate is None else optimize_only
         if space.repairs:
-            opt, optimized, compiled = self._repair_loop(optimize_compile, overrides, translated, artifacts, info)
+            opt, optimized, compiled = self._repair_loop(step, overrides, translated, artifacts, info)
         else:
-            opt, optimized, compiled = optimize_compile(overrides)
+            opt, optimized, compiled = step(overrides)
         info["optimize"] = {"applied": list(optimized.applied), "ignored": list(optimized.ignored), **optimized.info}
         artifacts += [(p, "optimize") for p in (optimized.script, opt.path / "optimize.log") if p is not None and p.exists()]
-        info["compile"] = {**compiled.info, "sha256": file_sha256(compiled.path), "file": compiled.path.name}
-        artifacts.append((compiled.path, "compiled"))
-        if optimized.path != compiled.path and optimized.path.suffix != ".onnx":
+        if optimized.path.suffix != ".onnx":
             artifacts.append((optimized.path, "optimize"))  # e.g. the quantized HAR, needed to re-emulate a HEF
+
+        def record(compiled: Compiled) -> None:
+            info["compile"] = {**compiled.info, "sha256": file_sha256(compiled.path), "file": compiled.path.name}
+            artifacts.append((compiled.path, "compiled"))
+
+        if compiled is not None:
+            record(compiled)
 
         emu = self._stage(
             "emulate",
@@ -429,6 +471,12 @@ class Pipeline:
         )
         info["metrics"], per_clip = _metrics(np.load(emu.path / "outputs.npy"), np.load(ref.path / "float.npy"), ev)
         info["per_clip_si_snr_db"] = [row["si_snr_db"] for row in per_clip]
+        if compile_gate is not None:
+            info["compiled"] = bool(compile_gate(info["metrics"]["si_snr_db"]))
+            if info["compiled"]:
+                record(compile_(opt, optimized))
+        else:
+            info["compiled"] = True
         per_clip_path = emu.path / "per_clip.json"
         if not per_clip_path.exists():
             per_clip_path.write_text(json.dumps(per_clip, indent=2))
@@ -436,13 +484,13 @@ class Pipeline:
 
     def _repair_loop(
         self,
-        optimize_compile: Callable[[OverrideSet], tuple[StageEntry, Optimized, Compiled]],
+        optimize_compile: Callable[[OverrideSet], tuple[StageEntry, Optimized, Compiled | None]],
         overrides: OverrideSet,
         translated: Translated,
         artifacts: list[tuple[Path, str]],
         info: dict[str, Any],
-    ) -> tuple[StageEntry, Optimized, Compiled]:
-        """optimize + compile, and after each classified failure the next fix from the repair table.
+    ) -> tuple[StageEntry, Optimized, Compiled | None]:
+        """optimize (+ compile), and after each classified failure the next fix from the repair table.
 
         Every iteration is written to ``compile_failure.txt`` / ``compile_failure.json`` (trial artifacts).
 
@@ -470,7 +518,7 @@ class Pipeline:
         info["repair"] = {**outcome.log.tags(), "final_override_set": outcome.overrides.to_dict()}
         if not outcome.succeeded:
             raise failures[-1]
-        result: tuple[StageEntry, Optimized, Compiled] = outcome.value
+        result: tuple[StageEntry, Optimized, Compiled | None] = outcome.value
         return result
 
     # -- stage bodies (run in the cache's temp folder) --------------------------------------------------------

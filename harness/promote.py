@@ -267,7 +267,7 @@ def _best_run(client: Any, study: str) -> Any:
             [exp.experiment_id],
             filter_string=(
                 f"tags.`hefsweep.study` = '{study}' and tags.`hefsweep.role` = 'trial' "
-                "and tags.`hefsweep.status` = 'ok'"
+                "and tags.`hefsweep.status` = 'ok' and tags.`hefsweep.compiled` = 'true'"
             ),
             order_by=["metrics.si_snr_db DESC"],
             max_results=1,

@@ -22,6 +22,8 @@ Schema (every key optional unless marked; unknown keys are rejected)::
     worst_clip_floor_db: null          # constraint: the worst clip's SI-SNR must reach this
     heartbeat: {interval: 10, grace: 60, max_retry: 2}   # crash safety: stale trials are retried
     pruner: null                       # {kind: wilcoxon, p_threshold: 0.1}: stop emulating clearly worse trials
+    screen: null                       # {keep_fraction: 0.5, min_screened: 4}: screen trials on ort first
+    compile_top_k: null                # compile only trials whose emulated si_snr_db is in the top k so far
     dimensions:                        # each: a list (categorical), {low, high[, step, log]} or a scalar (fixed)
       prelu: [keep, relu, maxmin]
       norm: [gLN, cLN, affine, identity]
@@ -109,6 +111,14 @@ class Pruner(BaseModel):
     kind: Literal["wilcoxon"] = "wilcoxon"
     p_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.1
     n_startup_steps: Annotated[int, Field(ge=0)] = 2
+
+
+class Screen(BaseModel):
+    """Multi-fidelity: run each trial on the cheap ONNX Runtime backend first; only the promising go on."""
+
+    model_config = _FROZEN
+    keep_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5
+    min_screened: Annotated[int, Field(ge=1)] = 4
 
 
 class Data(BaseModel):
@@ -208,6 +218,8 @@ class SearchSpace(BaseModel):
     worst_clip_floor_db: float | None = None
     heartbeat: Heartbeat = Heartbeat()
     pruner: Pruner | None = None
+    screen: Screen | None = None
+    compile_top_k: Annotated[int, Field(ge=1)] | None = None
     dimensions: Dimensions = Dimensions()
     override_sets: dict[str, tuple[OverrideModel, ...]] = Field(default_factory=lambda: {"none": ()})
     enqueue: tuple[dict[str, Scalar], ...] = ()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from harness.cache import StageCache
+from harness.cache import StageCache, default_cache_root
 from harness.errors import ConfigError, HarnessError
 from harness.pipeline import Pipeline, TrialConfig, TrialResult
 from harness.space import IntRange, SearchSpace
@@ -101,6 +101,8 @@ class _Display:
         if result.ok:
             m = result.metrics
             what = f"ok      si_snr {m['si_snr_db']:6.2f} dB  worst {m['si_snr_worst_db']:6.2f} dB"
+        elif result.info.get("screened_out"):
+            what = f"PRUNED  screened out on onnxruntime (si_snr {result.metrics['screen_si_snr_db']:.2f} dB)"
         elif result.status == "pruned":
             what = f"PRUNED  after {result.info.get('pruned_after_clips')} clips (worse than the best trial)"
         else:
@@ -183,6 +185,30 @@ def _open_study(space: SearchSpace, name: str, storage: Any, url: str) -> Any:
     return study
 
 
+def _in_top_k(study: Any, value: float, k: int) -> bool:
+    """Whether ``value`` ranks among the ``k`` best SI-SNR values of the study's successful trials so far."""
+    from optuna.trial import TrialState
+
+    values = sorted(
+        (t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("status") == "ok"),
+        reverse=True,
+    )
+    return len(values) < k or value >= values[k - 1]
+
+
+def _screened_out(study: Any, value: float, space: SearchSpace) -> bool:
+    """Whether a trial's ONNX Runtime screening SI-SNR falls below the keep fraction of earlier screens."""
+    assert space.screen is not None
+    earlier = sorted(
+        (v for t in study.get_trials(deepcopy=False) if (v := t.user_attrs.get("screen_si_snr_db")) is not None),
+        reverse=True,
+    )
+    if len(earlier) < space.screen.min_screened:
+        return False
+    keep = max(1, int(round(space.screen.keep_fraction * len(earlier))))
+    return value < earlier[keep - 1]
+
+
 def _pruner(space: SearchSpace) -> Any:
     import optuna
 
@@ -217,10 +243,13 @@ def _grade(trial: Any, result: TrialResult, space: SearchSpace) -> float:
     from harness.feasibility import INFEASIBLE_VALUE, violation
 
     if result.failure is not None:
-        trial.set_constraint("failure", violation(result.failure))
+        compile_failed = result.failure.stage == "compile"
+        trial.set_constraint("failure", 0.0 if compile_failed else violation(result.failure))
+        trial.set_constraint("compile", violation(result.failure) if compile_failed else 0.0)
         trial.set_constraint("worst_clip", 0.0)
         return INFEASIBLE_VALUE
     trial.set_constraint("failure", 0.0)
+    trial.set_constraint("compile", 0.0)
     floor = space.worst_clip_floor_db
     worst = result.metrics["si_snr_worst_db"]
     trial.set_constraint("worst_clip", 0.0 if floor is None else max(floor - worst, 0.0))
@@ -319,8 +348,14 @@ def run_sweep(
     n_trials = space.trials if trials is None else trials
     stream = stream or sys.stdout
 
-    pipeline = Pipeline(space, StageCache(root / "cache"))
+    pipeline = Pipeline(space, StageCache(default_cache_root(root)))
     pipeline.validate_inputs()
+    screen = None
+    if space.screen is not None and space.backend != "ort":
+        screen = Pipeline(
+            space.model_copy(update={"backend": "ort", "backend_options": {}, "max_repairs": 0}),
+            StageCache(default_cache_root(root)),
+        )
     url = storage or default_storage(root)
     uri = tracking_uri or default_tracking_uri(root)
 
@@ -373,8 +408,28 @@ def run_sweep(
                 trial.report(value, step)
                 return bool(trial.should_prune())
 
+        gate = None
+        if space.compile_top_k is not None:
+            k = space.compile_top_k
+
+            def gate(value: float) -> bool:
+                return _in_top_k(study, value, k)
+
         try:
-            result = pipeline.run(cfg, on_clip=on_clip)
+            result = None
+            if screen is not None:
+                screened = screen.run(cfg)
+                if screened.failure is not None and screened.failure.stage in ("export", "calibrate"):
+                    result = screened  # backend-independent: the Hailo run would fail the same way
+                elif screened.ok:
+                    v = screened.metrics["si_snr_db"]
+                    trial.set_user_attr("screen_si_snr_db", v)
+                    tracker.log_metrics(run_id, {"screen_si_snr_db": v})
+                    if _screened_out(study, v, space):
+                        info = {"pruned_after_clips": 0, "screened_out": True}
+                        result = TrialResult("pruned", {"screen_si_snr_db": v}, None, (), screened.stages, info)
+            if result is None:
+                result = pipeline.run(cfg, on_clip=on_clip, compile_gate=gate)
             _log_result(tracker, run_id, result)
         except BaseException:
             tracker.set_tags(run_id, {"hefsweep.status": "failed", "hefsweep.signature": "harness:Interrupted:-"})
@@ -417,6 +472,8 @@ def run_sweep(
             study.optimize(objective, n_trials=n_trials, timeout=timeout or space.timeout, callbacks=callbacks)
     finally:
         pipeline.close()
+        if screen is not None:
+            screen.close()
         summary.seconds = time.monotonic() - start
         _log_summary(tracker, parent, study, summary)
     return summary
@@ -441,6 +498,10 @@ def _log_result(tracker: Tracker, run_id: str, result: TrialResult) -> None:
     for k, v in (result.info.get("repair") or {}).items():
         if k != "final_override_set":
             tags[f"hefsweep.{k}"] = v
+    if "compiled" in result.info:
+        tags["hefsweep.compiled"] = str(result.info["compiled"]).lower()
+    if result.info.get("screened_out"):
+        tags["hefsweep.screen"] = "screened_out"
     if "compile" in result.info:
         tags["hefsweep.artifact_sha256"] = result.info["compile"]["sha256"]
         tags["hefsweep.artifact"] = f"compiled/{result.info['compile']['file']}"

@@ -30,6 +30,8 @@ def _isolate_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run in a fresh folder with MLflow/Optuna defaults pointed inside it."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("HEFSWEEP_CACHE_DIR", raising=False)
+    monkeypatch.delenv("HEFSWEEP_THREADS", raising=False)
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import lfilter
 
 from harness.audio._io import AUDIO_SUFFIXES
 from harness.errors import AudioError
@@ -408,3 +407,10 @@ def _check_no_strays(folder: Path, names: list[str]) -> None:
             "a new or empty folder, or one from the same make_demo_dataset settings",
             hint="choose another root",
         )
+
+
+def lfilter(b: Any, a: Any, x: np.ndarray, zi: Any = None) -> Any:
+    """``scipy.signal.lfilter``, imported on first use (scipy costs 1-2 s at every CLI start otherwise)."""
+    from scipy.signal import lfilter as _lfilter
+
+    return _lfilter(b, a, x) if zi is None else _lfilter(b, a, x, zi=zi)

@@ -79,7 +79,7 @@ def test_minimize_a_passing_trial(
     # a failed run is refused with one line
     assert main(["minimize", bad.info.run_id, "--root", str(root)]) == 1
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "is a failed trial" in err and "expected a passing trial" in err
+    assert len(err.splitlines()) == 1 and "trial did not pass (status failed, signature calibrate:FillPolicyError:crop)" in err and "expected a passing trial" in err
     assert main(["minimize", "0" * 32, "--root", str(root)]) == 1
     assert "not found" in capsys.readouterr().err
     # a floor the trial itself does not reach: nothing to minimize

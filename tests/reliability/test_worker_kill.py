@@ -36,9 +36,10 @@ dimensions:
     return p
 
 
-def _worker(tmp: Path, total: int) -> subprocess.Popen[bytes]:
+def _worker(tmp: Path, total: int, inject: str = "") -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "harness.cli", "worker", "--study", "k", "--trials", str(total), "--root", str(tmp / "mlruns")]
-    return subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {**os.environ, "HEFSWEEP_INJECT": inject}
+    return subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def test_sigkill_mid_trial_loses_nothing(tiny_checkpoint: Path, demo_data: Path, tmp_path: Path) -> None:
@@ -50,7 +51,7 @@ def test_sigkill_mid_trial_loses_nothing(tiny_checkpoint: Path, demo_data: Path,
     run_sweep(space, trials=0, root=tmp_path / "mlruns", stream=io.StringIO())  # create the study + parent run
     storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
 
-    victim = _worker(tmp_path, total=5)
+    victim = _worker(tmp_path, total=5, inject="optimize:sleep:2")  # slow optimize: the kill lands mid-trial
     deadline = time.monotonic() + 120
     killed = False
     while time.monotonic() < deadline and not killed:
