@@ -2,8 +2,9 @@
 
 Each run gets a fresh PostgreSQL database (Optuna storage, on the machine's server at 127.0.0.1:5432), a fresh
 MLflow sqlite store and a fresh stage cache, and the same enqueued configurations (so both runs do the same
-work, with no cache hits across runs). Workers run with ``HEFSWEEP_THREADS=1`` and ``OMP_NUM_THREADS=1`` (one
-thread each, as the issue asks; ONNX Runtime's calibration session inside ``quantize_static`` ignores these).
+work, with no cache hits across runs). Workers run with ``HEFSWEEP_THREADS=1`` and ``OMP_NUM_THREADS=1`` and each is pinned to
+its own core with ``taskset`` (one thread each, as the issue asks: ONNX Runtime's calibration session inside
+``quantize_static`` ignores thread settings).
 
 Usage: python bench/scaling.py [--trials 16]
 """
@@ -33,6 +34,7 @@ PG = "postgresql://postgres@127.0.0.1:5432"
 
 def configs(n: int) -> list[dict[str, object]]:
     grid = itertools.product(["keep", "relu", "maxmin"], ["gLN", "cLN"], [4000, 8000], ["minmax"], ["none", "io16"])
+    # 3 x 2 x 2 x 1 x 2 = 24 distinct configurations
     keys = ("prelu", "norm", "width", "calib_method", "override_set")
     return [dict(zip(keys, c, strict=True)) for c in itertools.islice(grid, n)]
 
@@ -61,7 +63,14 @@ def run(workers: int, n: int, tmp: Path, data: Path) -> float:
         cmd = [sys.executable, "-m", "harness.cli", "worker", "--study", "scale", "--trials", str(n),
                "--storage", storage, "--root", str(root)]  # fmt: skip
         start = time.monotonic()
-        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(workers)]
+        cores = sorted(os.sched_getaffinity(0))
+        # one thread each: worker i is pinned to one core (ONNX Runtime's calibration session ignores thread settings)
+        procs = [
+            subprocess.Popen(
+                ["taskset", "-c", str(cores[i % len(cores)]), *cmd], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            for i in range(workers)
+        ]
         outs = [p.communicate()[0].decode() for p in procs]
         wall = time.monotonic() - start
         if any(p.returncode for p in procs):
@@ -76,7 +85,7 @@ def run(workers: int, n: int, tmp: Path, data: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--trials", type=int, default=24)
     args = ap.parse_args()
     print(f"{os.cpu_count()} cores; demo model, {args.trials} distinct trials per run (worker start-up included)")
     with tempfile.TemporaryDirectory(prefix="hefsweep-scaling-") as t:

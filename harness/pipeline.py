@@ -33,7 +33,7 @@ log = logging.getLogger("harness.pipeline")
 
 _CLIPS_PER_CALL = 2  # emulation granularity when a pruner watches per-clip SI-SNR
 STAGES = ("export", "calibrate", "reference", "translate", "optimize", "compile", "emulate")
-_VERSIONS = {"export": 1, "calibrate": 1, "reference": 1, "translate": 1, "optimize": 1, "compile": 1, "emulate": 1}
+_VERSIONS = {"export": 1, "calibrate": 1, "reference": 1, "translate": 1, "optimize": 1, "compile": 1, "emulate": 2}
 
 
 @dataclass(frozen=True)
@@ -481,6 +481,9 @@ class Pipeline:
         if not per_clip_path.exists():
             per_clip_path.write_text(json.dumps(per_clip, indent=2))
         artifacts.append((per_clip_path, "metrics"))
+        audio = emu.path / "audio"
+        if audio.is_dir():
+            artifacts += [(p, "audio") for p in sorted(audio.iterdir())]
 
     def _repair_loop(
         self,
@@ -582,9 +585,29 @@ class Pipeline:
                     raise StagePruned(start + len(values))
         out = np.concatenate(outs)
         np.save(d / "outputs.npy", out)
+        _write_listening_pairs(d / "audio", ev, ref, out, self.sample_rate)
         for name in ("inputs.npy", "part.npy"):
             (d / name).unlink(missing_ok=True)
         return {"shape": list(out.shape)}
+
+
+_LISTEN_CLIPS = 3
+
+
+def _write_listening_pairs(folder: Path, ev: Any, ref: np.ndarray, quant: np.ndarray, rate: int) -> None:
+    """WAV files to A/B by ear: for the first clips, the mixture and each source from the float and the quantized
+    model, scaled by one gain per clip (so float and quantized compare at the same level), 16-bit PCM."""
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(min(_LISTEN_CLIPS, len(quant))):
+        peak = max(float(np.max(np.abs(a))) for a in (ev.mixtures[i], ref[i], quant[i]))
+        gain = 0.9 / peak if peak > 0 else 1.0
+        name = ev.names[i].rsplit(".", 1)[0]
+        sf.write(folder / f"{i}_{name}_mixture.wav", ev.mixtures[i] * gain, rate, subtype="PCM_16")
+        for k in range(quant.shape[1]):
+            sf.write(folder / f"{i}_{name}_s{k + 1}_float.wav", ref[i, k, 0] * gain, rate, subtype="PCM_16")
+            sf.write(folder / f"{i}_{name}_s{k + 1}_quantized.wav", quant[i, k, 0] * gain, rate, subtype="PCM_16")
 
 
 def _candidates(dim: Any) -> list[Any]:

@@ -72,6 +72,17 @@ def test_sweep_logs_parent_and_children(tiny_checkpoint: Path, demo_data: Path, 
         assert compiled == ["compiled/model.qdq.onnx"]
         manifest = json.loads(Path(client.download_artifacts(r.info.run_id, "calibration/calibration_manifest.json")).read_text())
         assert manifest["width"] == 4000
+        audio = sorted(a.path for a in client.list_artifacts(r.info.run_id, "audio"))
+        assert len(audio) == 3 * (1 + 2 * 2)  # 3 clips: the mixture, and float + quantized for each of 2 sources
+    import soundfile as sf
+
+    a = Path(client.download_artifacts(children[0].info.run_id, "audio"))
+    flt, rate = sf.read(next(a.glob("0_*_s1_float.wav")))
+    qnt, _ = sf.read(next(a.glob("0_*_s1_quantized.wav")))
+    from harness.metrics import si_snr
+
+    assert rate == 16000 and len(flt) == 4000
+    assert abs(float(si_snr(qnt, flt)) - children[0].data.metrics["si_snr_db"]) < 6.0  # the pair sounds as measured
     parent = client.get_run(parents[0].info.run_id)
     assert parent.data.metrics["n_complete"] == 4
     assert parent.data.metrics["best_si_snr_db"] == pytest.approx(max(r.data.metrics["si_snr_db"] for r in children))
