@@ -11,7 +11,7 @@ Two passes over the same distinct configurations, each with a fresh stage cache:
 Overhead per trial = (sweep wall - one-time store set-up - raw wall) / trials, reported as a share of the
 sweep's wall time per trial. The order of the passes alternates over repetitions to cancel warm-up effects.
 
-Usage: python bench/overhead.py [--trials 8] [--repeats 2]
+Usage: python bench/overhead.py [--trials 8] [--repeats 2] [--width 16000]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from harness.space import load_space  # noqa: E402
 from harness.sweep import run_sweep  # noqa: E402
 
 DIMS = [
-    {"prelu": p, "norm": n, "width": 8000, "override_set": o}
+    {"prelu": p, "norm": n, "override_set": o}
     for p in ("keep", "relu", "maxmin")
     for n in ("gLN", "cLN")
     for o in ("none", "io16")
@@ -45,8 +45,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--width", type=int, default=16000, help="input width W of every trial")
     args = ap.parse_args()
-    dims = DIMS[: args.trials]
+    dims = [{**d, "width": args.width} for d in DIMS[: args.trials]]
     with tempfile.TemporaryDirectory(prefix="hefsweep-overhead-") as t:
         tmp = Path(t)
         make_demo_dataset(tmp / "data", seed=0, n_calib=16, calib_seconds=1.0, n_eval=8, eval_seconds=1.0)
@@ -55,13 +56,13 @@ def main() -> None:
             f"study: o\ncheckpoint: {ROOT / 'assets' / 'demo_convtasnet.pt'}\n"
             f"data: {{calibration: {tmp / 'data' / 'calib'}, evaluation: {tmp / 'data' / 'eval'}, eval_clips: 8}}\n"
             "repair_trials: false\n"
-            "dimensions:\n  prelu: [keep, relu, maxmin]\n  norm: [gLN, cLN]\n  width: 8000\n  calib_size: 16\n"
+            f"dimensions:\n  prelu: [keep, relu, maxmin]\n  norm: [gLN, cLN]\n  width: {args.width}\n  calib_size: 16\n"
             "  calib_clip_length: 16000\n  override_set: [none, io16]\n"
             "override_sets:\n  none: []\n  io16: [{kind: precision16, layers: [input, output]}]\n"
         )
         space = load_space(space_file)
         # warm imports (torch.onnx, onnxruntime, mlflow) so neither pass pays them
-        Pipeline(space, StageCache(tmp / "warm")).run(TrialConfig(width=8000, calib_size=16, calib_clip_length=16000))
+        Pipeline(space, StageCache(tmp / "warm")).run(TrialConfig(width=args.width, calib_size=16, calib_clip_length=16000))
         shares, per_trial = [], []
         for rep in range(args.repeats):
             order = ("raw", "sweep") if rep % 2 == 0 else ("sweep", "raw")

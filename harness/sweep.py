@@ -41,7 +41,7 @@ def default_storage(root: Path) -> str:
 
 
 def suggest(trial: Any, space: SearchSpace) -> TrialConfig:
-    """Draw one trial's configuration; fixed dimensions are recorded as user attributes."""
+    """Draw one trial's configuration (fixed dimensions are not Optuna parameters)."""
     values: dict[str, Any] = {}
     for name, dim in space.dimension_items():
         if isinstance(dim, IntRange):
@@ -49,8 +49,7 @@ def suggest(trial: Any, space: SearchSpace) -> TrialConfig:
         elif isinstance(dim, list) and len(dim) > 1:
             values[name] = trial.suggest_categorical(name, dim)
         else:
-            values[name] = dim[0] if isinstance(dim, list) else dim
-            trial.set_user_attr(f"fixed.{name}", values[name])
+            values[name] = dim[0] if isinstance(dim, list) else dim  # fixed: an MLflow param, not an Optuna one
     return TrialConfig(**values)
 
 
@@ -137,19 +136,37 @@ def _storage(url: str, space: SearchSpace, tracker_factory: Any) -> Any:
     elif url.startswith("postgres"):
         kwargs["connect_args"] = {"connect_timeout": 10}
     try:
-        return RDBStorage(
+        storage = RDBStorage(
             url,
             engine_kwargs=kwargs,
             heartbeat_interval=space.heartbeat.interval,
             grace_period=space.heartbeat.grace,
             heartbeat_stale_trial_callback=on_failed,
         )
+        if url.startswith("sqlite:"):
+            _fast_sqlite(storage.engine)
+        return storage
     except Exception as exc:  # noqa: BLE001 - storage errors are user errors
         raise HarnessError(
             f"Optuna storage {url.split('@')[-1]}",
             f"unusable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
             "a reachable, writable Optuna storage URL (sqlite:///..., postgresql://user@host/db)",
         ) from None
+
+
+def _fast_sqlite(engine: Any) -> None:
+    """WAL journal + synchronous=NORMAL: a commit costs no fsync of the whole database (the local default store
+    only; WAL needs a local file system, which a ``sqlite:///`` store under ``mlruns/`` is)."""
+    from sqlalchemy import event
+
+    def pragmas(conn: Any, _record: Any) -> None:
+        cur = conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    event.listen(engine, "connect", pragmas)
+    engine.dispose()  # connections opened before the listener get replaced
 
 
 def _open_study(space: SearchSpace, name: str, storage: Any, url: str) -> Any:

@@ -1,0 +1,468 @@
+"""Per-layer quantization noise: where in the network a quantized model loses its fidelity.
+
+ONNX Runtime (``ort`` backend): every activation tensor of the float ONNX model is compared with the same tensor
+of the QDQ model, run on the same inputs. In a QDQ graph a tensor ``T`` is quantized as
+``T -> QuantizeLinear -> DequantizeLinear -> T_DequantizeLinear_Output`` (a graph output ``O`` is produced as
+``O_QuantizeLinear_Input -> Q -> DQ -> O``); the *dequantized* value is what the next layer sees, so it is the
+one compared. A tensor that the quantizer left in float (e.g. the Pow/Sqrt of a gLN) is compared under its own
+name: its error is what its dequantized inputs carried into it. Both graphs run with ONNX Runtime's graph
+optimizations off, i.e. with the QDQ model's fake-quant semantics, not ORT's fused QLinear kernels; the final
+output's SQNR is therefore close to, not identical with, what the trial's emulation measured.
+
+    SQNR(T) = 10 log10( sum(ref_T^2) / sum((ref_T - q_T)^2) )   [dB], summed over all inputs
+
+``inf`` means the two tensors are identical. Rows come sorted worst first.
+
+Hailo (``hailo`` backend): the DFC has its own layer noise analysis (``runner.analyze_noise`` and
+``get_params_statistics()``, ``../shared/dfc_api.md`` section 5.3). hefsweep reads it only where the installed
+SDK provides it *and* hefsweep has been validated against it; the test fake does not implement it, so the
+report says "not available" with the reason. No numbers are invented.
+
+Pipeline use (after emulate; the stage's folder gets ``layer_noise.json``, ``.csv`` and ``.png``)::
+
+    noise_stage(backend, float_onnx, optimized_path, inputs, workdir) -> dict   # the stage's cache meta
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "FILES",
+    "NOISE_VERSION",
+    "NoiseReport",
+    "Row",
+    "hailo_noise_report",
+    "layer_noise",
+    "noise_report",
+    "noise_stage",
+    "read_noise",
+    "write_noise",
+]
+
+log = logging.getLogger("harness.layer_noise")
+
+#: Part of the noise stage's cache key: bump when the numbers or the files change.
+NOISE_VERSION = 1
+#: The files a noise folder holds (the plot only where matplotlib is importable, the table only when available).
+FILES = ("layer_noise.json", "layer_noise.csv", "layer_noise.png")
+#: Layers below this SQNR are "sensitive" (Hailo staff's rule of thumb, dfc_api.md 5.3); marked in the plot.
+SENSITIVE_DB = 10.0
+_FORMAT = "hefsweep.layer_noise/1"
+_BITS = {2: 8, 3: 8, 4: 16, 5: 16, 21: 4, 22: 4}  # zero-point TensorProto type -> bits (UINT8, INT8, UINT16 ...)
+_FLOAT = 1  # TensorProto.FLOAT
+_CHUNK = 256  # tensors exposed per session (bounds the memory of one run)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One tensor's quantization noise.
+
+    Attributes:
+        tensor: The tensor's name in the float ONNX model.
+        node: The float model's node that produces it (``(graph input)`` for the input).
+        op_type: That node's op type (``Input`` for the input).
+        sqnr_db: Signal-to-quantization-noise ratio in dB (``inf``: identical).
+        bits: Bits of this tensor's own QuantizeLinear in the QDQ model; None when the quantizer left it in float.
+        index: Position in the float graph (topological order; -1 for the input).
+    """
+
+    tensor: str
+    node: str
+    op_type: str
+    sqnr_db: float
+    bits: int | None
+    index: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["sqnr_db"] = _num(self.sqnr_db)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Row:
+        bits = d.get("bits")
+        return cls(
+            tensor=str(d["tensor"]),
+            node=str(d.get("node", "")),
+            op_type=str(d.get("op_type", "")),
+            sqnr_db=float(d["sqnr_db"]),
+            bits=int(bits) if bits not in (None, "") else None,
+            index=int(d.get("index", -1)),
+        )
+
+
+def _num(x: float) -> float | str:
+    """JSON has no inf/nan: non-finite values are written as the strings ``inf``, ``-inf``, ``nan``."""
+    return x if math.isfinite(x) else str(x)
+
+
+@dataclass
+class NoiseReport:
+    """A trial's layer-noise table, or why there is none.
+
+    Attributes:
+        backend: ``ort`` or ``hailo``.
+        available: False when no per-layer numbers exist (``reason`` says why); ``rows`` is then empty.
+        rows: The table, worst first.
+        reason: Why the table is not available (or empty).
+        n_inputs: How many inputs the numbers were measured on.
+        skipped: Float-model tensors that could not be compared, with the reason (e.g. no counterpart).
+    """
+
+    backend: str
+    available: bool
+    rows: list[Row] = field(default_factory=list)
+    reason: str = ""
+    n_inputs: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": _FORMAT,
+            "backend": self.backend,
+            "available": self.available,
+            "reason": self.reason,
+            "n_inputs": self.n_inputs,
+            "definition": "sqnr_db = 10*log10(sum(ref^2)/sum((ref-q)^2)) over all inputs; ref: float ONNX tensor, "
+            "q: the QDQ model's dequantized tensor of the same name; inf = identical",
+            "rows": [r.to_dict() for r in self.rows],
+            "skipped": self.skipped,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NoiseReport:
+        if d.get("format") != _FORMAT:
+            raise ValueError(f"format {d.get('format')!r}; expected {_FORMAT!r}")
+        return cls(
+            backend=str(d.get("backend", "")),
+            available=bool(d.get("available")),
+            rows=[Row.from_dict(r) for r in d.get("rows", [])],
+            reason=str(d.get("reason", "")),
+            n_inputs=int(d.get("n_inputs", 0)),
+            skipped=dict(d.get("skipped", {})),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """A few numbers for logs and the stage cache meta."""
+        if not self.available:
+            return {"available": False, "reason": self.reason}
+        finite = [r.sqnr_db for r in self.rows if math.isfinite(r.sqnr_db)]
+        worst = self.rows[0] if self.rows else None
+        return {
+            "available": True,
+            "n_tensors": len(self.rows),
+            "n_inputs": self.n_inputs,
+            "worst_tensor": worst.tensor if worst else None,
+            "worst_sqnr_db": _num(worst.sqnr_db) if worst else None,
+            "median_sqnr_db": float(np.median(finite)) if finite else None,
+            "n_sensitive": sum(v < SENSITIVE_DB for v in finite),
+        }
+
+
+# -- ONNX Runtime: float vs QDQ -----------------------------------------------------------------------------------
+def _constant_tensors(graph: Any) -> set[str]:
+    """Tensors computable from initializers and Constant nodes alone (weights, shapes): not activations."""
+    const = {t.name for t in graph.initializer} | {""}
+    for n in graph.node:  # nodes are topologically sorted in a valid ONNX graph
+        if n.op_type == "Constant" or all(i in const for i in n.input):
+            const.update(n.output)
+    return const
+
+
+def _float_types(model: Any) -> dict[str, int]:
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception as exc:  # noqa: BLE001 - inference is best effort; unknown types are skipped
+        log.warning("shape inference failed (%s); only typed tensors are compared", exc)
+        inferred = model
+    g = inferred.graph
+    return {v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.input, *g.output]}
+
+
+def _qdq_counterparts(qgraph: Any, wanted: set[str]) -> dict[str, tuple[str, int | None]]:
+    """Float tensor name -> (the QDQ tensor holding its dequantized value, its bits) for Q -> DQ chains."""
+    producers = {o: n for n in qgraph.node for o in n.output}
+    inits = {t.name: t for t in qgraph.initializer}
+    found: dict[str, tuple[str, int | None]] = {}
+    for dq in qgraph.node:
+        if dq.op_type != "DequantizeLinear" or not dq.input:
+            continue
+        q = producers.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear":
+            continue
+        src, out = q.input[0], dq.output[0]
+        bits = None
+        if len(q.input) > 2 and q.input[2] in inits:
+            bits = _BITS.get(inits[q.input[2]].data_type)
+        # T -> Q -> DQ -> T_DequantizeLinear_Output; a graph output O: O_QuantizeLinear_Input -> Q -> DQ -> O
+        for name in (src, out, src.removesuffix("_QuantizeLinear_Input")):
+            if name in wanted and name not in found:
+                found[name] = (out, bits)
+                break
+    return found
+
+
+def _with_outputs(model: Any, names: Sequence[str]) -> bytes:
+    import onnx
+    from onnx import helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    for name in names:
+        if name not in have:
+            m.graph.output.append(helper.make_tensor_value_info(name, _FLOAT, None))
+            have.add(name)
+    return m.SerializeToString()
+
+
+def _session(model_bytes: bytes) -> Any:
+    import onnxruntime as ort
+
+    from harness.backends._ort import threads
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the QDQ graph as written
+    opts.intra_op_num_threads = threads()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+
+
+def _sqnr(signal: float, noise: float) -> float:
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def _plan(float_model: Any, qdq_model: Any) -> tuple[list[tuple[str, str, str, int]], dict[str, tuple[str, int | None]], dict[str, str]]:
+    """(tensor, node, op, index) to compare, their QDQ counterparts, and the skipped tensors with reasons."""
+    g = float_model.graph
+    const = _constant_tensors(g)
+    types = _float_types(float_model)
+    inputs = [i.name for i in g.input if i.name not in {t.name for t in g.initializer}]
+    order: list[tuple[str, str, str, int]] = [(name, "(graph input)", "Input", -1) for name in inputs]
+    skipped: dict[str, str] = {}
+    for idx, n in enumerate(g.node):
+        for out in n.output:
+            if not out or out in const:
+                continue
+            if types.get(out, _FLOAT if out in {o.name for o in g.output} else 0) != _FLOAT:
+                skipped[out] = "not a float tensor (or its type is unknown)"
+                continue
+            order.append((out, n.name or f"#{idx}", n.op_type, idx))
+    wanted = {t for t, *_ in order}
+    mapped = _qdq_counterparts(qdq_model.graph, wanted)
+    qtensors = {o for n in qdq_model.graph.node for o in n.output} | {i.name for i in qdq_model.graph.input}
+    for t, *_ in order:
+        if t not in mapped:
+            if t in qtensors:
+                mapped[t] = (t, None)  # left in float by the quantizer: compare it under its own name
+            else:
+                skipped[t] = "no counterpart in the QDQ model (fused or removed by the quantizer)"
+    plan = [row for row in order if row[0] in mapped]
+    return plan, mapped, skipped
+
+
+def layer_noise(
+    float_onnx: str | Path, qdq_onnx: str | Path, inputs: np.ndarray, *, chunk: int = _CHUNK
+) -> list[Row]:
+    """Per-tensor SQNR between a float ONNX model and its QDQ-quantized version, worst first.
+
+    Args:
+        float_onnx: The float model (the trial's ``export/model.onnx``).
+        qdq_onnx: Its QDQ model (``compiled/model.qdq.onnx`` or the optimize stage's ``quantized.onnx``).
+        inputs: ``[n, ...]``: n inputs for the model's single input (``[n,1,1,W]`` for hefsweep's models); each
+            row runs as a batch of one.
+        chunk: Tensors exposed per session (memory bound of one run).
+
+    Returns:
+        One :class:`Row` per activation tensor of the float model that has a counterpart in the QDQ model.
+    """
+    return _measure(float_onnx, qdq_onnx, inputs, chunk)[0]
+
+
+def _measure(
+    float_onnx: str | Path, qdq_onnx: str | Path, inputs: np.ndarray, chunk: int = _CHUNK
+) -> tuple[list[Row], dict[str, str]]:
+    import onnx
+
+    inputs = np.asarray(inputs, dtype=np.float32)
+    if inputs.ndim < 1 or len(inputs) == 0:
+        raise ValueError(f"inputs of shape {inputs.shape}; expected [n, ...] with n >= 1")
+    fm = onnx.load(str(float_onnx))
+    qm = onnx.load(str(qdq_onnx))
+    plan, mapped, skipped = _plan(fm, qm)
+    graph_inputs = {t for t, _, op, _ in plan if op == "Input"}
+    if len(graph_inputs) != 1:
+        raise ValueError(f"{float_onnx}: {len(graph_inputs)} graph inputs; expected exactly one")
+    in_name = next(iter(graph_inputs))
+    signal: dict[str, float] = {}
+    noise: dict[str, float] = {}
+    for start in range(0, len(plan), max(chunk, 1)):
+        part = plan[start : start + max(chunk, 1)]
+        f_names = [t for t, *_ in part if t != in_name]
+        q_names = [mapped[t][0] for t, *_ in part]
+        fs = _session(_with_outputs(fm, f_names))
+        qs = _session(_with_outputs(qm, q_names))
+        q_in = qs.get_inputs()[0].name
+        for i in range(len(inputs)):
+            x = inputs[i : i + 1]
+            f_out = dict(zip(f_names, fs.run(f_names, {in_name: x}), strict=True)) if f_names else {}
+            f_out[in_name] = x
+            q_out = qs.run(q_names, {q_in: x})
+            for (t, *_), q in zip(part, q_out, strict=True):
+                ref = np.asarray(f_out[t], dtype=np.float64)
+                q = np.asarray(q, dtype=np.float64)
+                if ref.shape != q.shape:
+                    skipped[t] = f"shape {list(q.shape)} in the QDQ model vs {list(ref.shape)} in the float model"
+                    continue
+                signal[t] = signal.get(t, 0.0) + float(np.sum(ref * ref))
+                noise[t] = noise.get(t, 0.0) + float(np.sum((ref - q) ** 2))
+    rows = [
+        Row(t, node, op, _sqnr(signal[t], noise[t]), mapped[t][1], idx)
+        for t, node, op, idx in plan
+        if t in signal and t not in skipped
+    ]
+    rows.sort(key=lambda r: (r.sqnr_db, r.index))
+    return rows, skipped
+
+
+def noise_report(float_onnx: str | Path, qdq_onnx: str | Path, inputs: np.ndarray) -> NoiseReport:
+    """:func:`layer_noise` as a :class:`NoiseReport` (backend ``ort``)."""
+    rows, skipped = _measure(float_onnx, qdq_onnx, inputs)
+    return NoiseReport("ort", True, rows, "", int(len(inputs)), skipped)
+
+
+# -- Hailo -----------------------------------------------------------------------------------------------------
+def hailo_noise_report(har: str | Path | None = None) -> NoiseReport:
+    """The DFC's layer noise analysis for a quantized HAR -- not available in hefsweep yet; says why.
+
+    ``runner.analyze_noise`` stores its per-layer SNR in the runner's params statistics (dfc_api.md 5.3). The
+    fake SDK used in tests does not implement it, so no reader could be validated; hefsweep reports the table
+    as not available instead of guessing the statistics' layout (and never invents numbers).
+    """
+    try:
+        from hailo_sdk_client import ClientRunner  # type: ignore[import-not-found]
+    except Exception:  # noqa: BLE001 - any import failure means: no SDK here
+        reason = "the Hailo DFC (hailo_sdk_client) is not installed here"
+    else:
+        if hasattr(ClientRunner, "analyze_noise"):
+            reason = (
+                "the installed DFC has analyze_noise, but hefsweep has no validated reader of its results yet "
+                "(dfc_api.md 5.3); run `hailo analyze-noise <har> --analyze-mode advanced --data-path <npy>`"
+            )
+        else:
+            reason = "the installed hailo_sdk_client has no analyze_noise (the test fake does not implement it)"
+    return NoiseReport("hailo", False, [], f"layer noise analysis not available: {reason}")
+
+
+# -- files -----------------------------------------------------------------------------------------------------
+def write_noise(report: NoiseReport, out_dir: str | Path, title: str = "") -> list[Path]:
+    """Write ``layer_noise.json`` (always), ``layer_noise.csv`` and ``layer_noise.png`` (when available).
+
+    Returns:
+        The files written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "layer_noise.json"]
+    files[0].write_text(json.dumps(report.to_dict(), indent=2))
+    if not report.available:
+        return files
+    with (out / "layer_noise.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["tensor", "node", "op_type", "sqnr_db", "bits", "index"])
+        for r in report.rows:
+            w.writerow([r.tensor, r.node, r.op_type, f"{r.sqnr_db:.4f}", "" if r.bits is None else r.bits, r.index])
+    files.append(out / "layer_noise.csv")
+    png = _plot(report, out / "layer_noise.png", title)
+    if png is not None:
+        files.append(png)
+    return files
+
+
+def _plot(report: NoiseReport, path: Path, title: str) -> Path | None:
+    """SQNR per tensor in graph order, colored by op type, with the 10 dB 'sensitive' line (matplotlib PNG)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except Exception as exc:  # noqa: BLE001 - the plot is optional; the table is the record
+        log.info("no layer-noise plot: matplotlib unavailable (%s)", exc)
+        return None
+    rows = sorted(report.rows, key=lambda r: r.index)
+    finite = [r.sqnr_db for r in rows if math.isfinite(r.sqnr_db)]
+    cap = (max(finite) + 10.0) if finite else 100.0
+    ys = [min(r.sqnr_db, cap) if r.sqnr_db > -math.inf else 0.0 for r in rows]
+    ops = sorted({r.op_type for r in rows})
+    cmap = plt.get_cmap("tab20")
+    colors = {op: cmap(i % 20) for i, op in enumerate(ops)}
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.12 * len(rows) + 3), 4.5), dpi=110)
+    ax.bar(range(len(rows)), ys, color=[colors[r.op_type] for r in rows], width=0.85)
+    ax.axhline(SENSITIVE_DB, color="crimson", lw=1, ls="--", label=f"{SENSITIVE_DB:g} dB (sensitive below)")
+    for i in sorted(range(len(rows)), key=lambda i: rows[i].sqnr_db)[:5]:
+        ax.annotate(
+            rows[i].tensor.split("/")[-2] if "/" in rows[i].tensor.strip("/") else rows[i].tensor,
+            (i, ys[i]), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=6, rotation=60,
+        )  # fmt: skip
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[op]) for op in ops]
+    ax.legend([*handles, ax.lines[0]], [*ops, ax.lines[0].get_label()], fontsize=6, ncol=4, loc="upper right")
+    ax.set_xlabel("tensor (float graph order)")
+    ax.set_ylabel("SQNR [dB]")
+    ax.set_title(title or f"Per-tensor SQNR, float vs quantized ({report.n_inputs} inputs)", fontsize=9)
+    ax.set_xlim(-1, len(rows))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def read_noise(path: str | Path) -> NoiseReport:
+    """Read a ``layer_noise.json`` (as written by :func:`write_noise`)."""
+    return NoiseReport.from_dict(json.loads(Path(path).read_text()))
+
+
+# -- the pipeline's stage ---------------------------------------------------------------------------------------
+def noise_stage(
+    backend: str, float_onnx: Path, optimized_path: Path, inputs: np.ndarray, workdir: Path, title: str = ""
+) -> dict[str, Any]:
+    """Measure a trial's layer noise into ``workdir`` (``layer_noise.json`` always; ``.csv``/``.png`` when available).
+
+    Never raises for a measurement problem: a diagnostic must not fail a trial that passed. A failure is written
+    as "not available" with its reason.
+
+    Args:
+        backend: ``ort`` or ``hailo``.
+        float_onnx: The exported float model.
+        optimized_path: The optimize stage's model (ORT: the QDQ ONNX; Hailo: the quantized HAR).
+        inputs: ``[n,1,1,W]`` float32, a few evaluation mixtures.
+        workdir: Where the files go.
+
+    Returns:
+        JSON-serialisable summary (the stage's cache meta).
+    """
+    try:
+        if backend == "ort":
+            report = noise_report(float_onnx, optimized_path, inputs)
+        else:
+            report = hailo_noise_report(optimized_path)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("layer noise measurement failed: %s: %s", type(exc).__name__, exc)
+        report = NoiseReport(backend, False, [], f"measurement failed: {type(exc).__name__}: {str(exc)[:300]}")
+    write_noise(report, workdir, title)
+    return report.summary()
