@@ -415,13 +415,14 @@ def _plot(report: NoiseReport, path: Path, title: str) -> Path | None:
     fig, ax = plt.subplots(figsize=(max(8.0, 0.12 * len(rows) + 3), 4.5), dpi=110)
     ax.bar(range(len(rows)), ys, color=[colors[r.op_type] for r in rows], width=0.85)
     ax.axhline(SENSITIVE_DB, color="crimson", lw=1, ls="--", label=f"{SENSITIVE_DB:g} dB (sensitive below)")
-    for i in sorted(range(len(rows)), key=lambda i: rows[i].sqnr_db)[:5]:
-        ax.annotate(
-            rows[i].tensor.split("/")[-2] if "/" in rows[i].tensor.strip("/") else rows[i].tensor,
-            (i, ys[i]), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=6, rotation=60,
-        )  # fmt: skip
+    for i in sorted(range(len(rows)), key=lambda i: rows[i].sqnr_db)[:5]:  # name the five worst
+        label = "/".join(rows[i].node.strip("/").split("/")[-2:]) or rows[i].tensor
+        ax.annotate(label, (i, ys[i]), textcoords="offset points", xytext=(0, 3), ha="left", fontsize=6, rotation=60)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[op]) for op in ops]
-    ax.legend([*handles, ax.lines[0]], [*ops, ax.lines[0].get_label()], fontsize=6, ncol=4, loc="upper right")
+    ax.legend(
+        [*handles, ax.lines[0]], [*ops, ax.lines[0].get_label()],
+        fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+    )  # fmt: skip
     ax.set_xlabel("tensor (float graph order)")
     ax.set_ylabel("SQNR [dB]")
     ax.set_title(title or f"Per-tensor SQNR, float vs quantized ({report.n_inputs} inputs)", fontsize=9)
