@@ -390,30 +390,6 @@ class Pipeline:
         settings = QuantSettings(method=cfg.calib_method)  # type: ignore[arg-type]
         reuse = self.cache.root / "reuse" / stage_key("ranges", 1, {"method": settings.method}, (tr.key, calib.key))
 
-        def optimize_compile(ovs: OverrideSet) -> tuple[StageEntry, Optimized, Compiled]:
-            opt = self._stage(
-                "optimize",
-                stage_key(
-                    "optimize",
-                    _VERSIONS["optimize"],
-                    {"overrides": ovs.to_dict(), "settings": settings.to_dict()},
-                    (tr.key, calib.key),
-                ),
-                lambda d: _to_meta(
-                    self._isolated("optimize", "optimize", d, translated, calib.path / "calibration.npy", ovs, settings, d, reuse),
-                    d,
-                ),
-                stages,
-            )
-            optimized = _from_meta(Optimized, opt.meta, opt.path)
-            comp = self._stage(
-                "compile",
-                stage_key("compile", _VERSIONS["compile"], {}, (opt.key,)),
-                lambda d: _to_meta(self._isolated("compile", "compile_", d, optimized, d), d),
-                stages,
-            )
-            return opt, optimized, _from_meta(Compiled, comp.meta, comp.path)
-
         def optimize_only(ovs: OverrideSet) -> tuple[StageEntry, Optimized, Compiled | None]:
             opt = self._stage(
                 "optimize",

@@ -147,11 +147,16 @@ def _storage(url: str, space: SearchSpace, tracker_factory: Any) -> Any:
             _fast_sqlite(storage.engine)
         return storage
     except Exception as exc:  # noqa: BLE001 - storage errors are user errors
-        raise HarnessError(
-            f"Optuna storage {url.split('@')[-1]}",
-            f"unusable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-            "a reachable, writable Optuna storage URL (sqlite:///..., postgresql://user@host/db)",
-        ) from None
+        raise _storage_error(url, exc) from None
+
+
+def _storage_error(url: str, exc: Exception) -> HarnessError:
+    """One line for an unusable Optuna storage (the password part of the URL is not shown)."""
+    return HarnessError(
+        f"Optuna storage {url.split('@')[-1]}",
+        f"unusable ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})",
+        "a reachable, writable Optuna storage URL (sqlite:///..., postgresql://user@host/db)",
+    )
 
 
 def _fast_sqlite(engine: Any) -> None:
@@ -188,11 +193,7 @@ def _open_study(space: SearchSpace, name: str, storage: Any, url: str) -> Any:
             if space.source is not None:
                 study.set_user_attr("hefsweep.space_file", str(space.source))
     except Exception as exc:  # noqa: BLE001 - storage errors are user errors
-        raise HarnessError(
-            f"Optuna storage {url.split('@')[-1]}",
-            f"unusable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-            "a reachable, writable Optuna storage URL (sqlite:///..., postgresql://user@host/db)",
-        ) from None
+        raise _storage_error(url, exc) from None
     if stored is not None and stored != fingerprint:
         raise ConfigError(
             f"study {name!r} in {url.split('@')[-1]}",
