@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := data/demo/.stamp
 
-.PHONY: install sweep test test-fast bench clean-stores train-demo
+.PHONY: install sweep test test-fast bench clean-stores train-demo browser-deps test-browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BROWSER_STAMP := $(VENV)/.browser-stamp
+
+## Debian's Chromium for tests/browser (driven by Playwright; never `playwright install`: it downloads a browser
+## and fails offline).
+$(BROWSER_STAMP): $(STAMP)
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+	$(BIN)/python -c "import playwright, optuna_dashboard"
+	@touch $(BROWSER_STAMP)
+
+browser-deps: $(BROWSER_STAMP)
+
 $(DEMO): $(STAMP)
 	$(BIN)/hefsweep demo-data --out data/demo
 	@touch $(DEMO)
@@ -29,8 +41,11 @@ sweep: $(STAMP) $(DEMO)
 	$(BIN)/hefsweep sweep search_spaces/demo.yaml
 
 ## The test suite (unit + end-to-end).
-test: $(STAMP)
+test: $(STAMP) $(BROWSER_STAMP)
 	$(BIN)/python -m pytest -q
+
+test-browser: $(BROWSER_STAMP)
+	$(BIN)/python -m pytest -q tests/browser
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

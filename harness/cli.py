@@ -13,8 +13,10 @@ from pathlib import Path
 from harness._command import Command, store_options
 from harness.errors import HarnessError
 from harness.cache_cli import Cache
+from harness.diff_cli import Diff
 from harness.minimize_cli import Minimize
 from harness.promote_cli import Promote, Pull
+from harness.report_cli import Report
 
 __all__ = ["main"]
 
@@ -214,7 +216,9 @@ class Doctor(Command):
         return 0
 
 
-COMMANDS: tuple[type[Command], ...] = (Sweep, Worker, Promote, Pull, Minimize, Cache, Export, DemoData, Ui, Doctor)
+COMMANDS: tuple[type[Command], ...] = (
+    Sweep, Worker, Report, Diff, Promote, Pull, Minimize, Cache, Export, DemoData, Ui, Doctor,
+)  # fmt: skip
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:

@@ -39,10 +39,14 @@ import numpy as np
 __all__ = [
     "FILES",
     "NOISE_VERSION",
+    "DiffRow",
+    "NoiseDiff",
     "NoiseReport",
     "Row",
+    "diff_noise",
     "hailo_noise_report",
     "layer_noise",
+    "load_run_noise",
     "noise_report",
     "noise_stage",
     "read_noise",
@@ -412,11 +416,19 @@ def _plot(report: NoiseReport, path: Path, title: str) -> Path | None:
     ops = sorted({r.op_type for r in rows})
     cmap = plt.get_cmap("tab20")
     colors = {op: cmap(i % 20) for i, op in enumerate(ops)}
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.12 * len(rows) + 3), 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(min(16.0, max(8.0, 0.12 * len(rows) + 3)), 4.5), dpi=110)
     ax.bar(range(len(rows)), ys, color=[colors[r.op_type] for r in rows], width=0.85)
     ax.axhline(SENSITIVE_DB, color="crimson", lw=1, ls="--", label=f"{SENSITIVE_DB:g} dB (sensitive below)")
-    for i in sorted(range(len(rows)), key=lambda i: rows[i].sqnr_db)[:5]:  # name the five worst
-        label = "/".join(rows[i].node.strip("/").split("/")[-2:]) or rows[i].tensor
+    labeled: list[int] = []
+    for i in sorted(range(len(rows)), key=lambda i: rows[i].sqnr_db):  # name the worst, a few, not overlapping
+        if len(labeled) == 5:
+            break
+        if any(abs(i - j) < max(2, len(rows) // 40) for j in labeled):
+            continue
+        labeled.append(i)
+        parts = rows[i].node.strip("/").split("/")  # /masker/TCN.10/shared_block/shared_block.2/X -> TCN.10/shared_block.2/X
+        parts = [p for k, p in enumerate(parts) if k + 1 == len(parts) or not parts[k + 1].startswith(p + ".")]
+        label = "/".join(parts[-3:]) or rows[i].tensor
         ax.annotate(label, (i, ys[i]), textcoords="offset points", xytext=(0, 3), ha="left", fontsize=6, rotation=60)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[op]) for op in ops]
     ax.legend(
@@ -467,3 +479,168 @@ def noise_stage(
         report = NoiseReport(backend, False, [], f"measurement failed: {type(exc).__name__}: {str(exc)[:300]}")
     write_noise(report, workdir, title)
     return report.summary()
+
+
+# -- a trial run's table (for `hefsweep diff`) ---------------------------------------------------------------------
+_FLOAT_ART, _QDQ_ART, _NOISE_ART = "export/model.onnx", "compiled/model.qdq.onnx", "noise/layer_noise.json"
+
+
+def _artifacts(client: Any, run_id: str, folder: str) -> set[str]:
+    try:
+        return {a.path for a in client.list_artifacts(run_id, folder)}
+    except Exception:  # noqa: BLE001 - an unreadable folder is an absent one
+        return set()
+
+
+def _eval_inputs(client: Any, run: Any, tmp: Path, float_onnx: Path, n_inputs: int) -> np.ndarray:
+    """The first ``n_inputs`` mixtures of the run's evaluation set (parent run's ``space`` -> ``data.evaluation``)."""
+    import onnx
+
+    from harness.audio import load_eval_set
+    from harness.errors import HarnessError
+    from harness.space import load_space
+
+    run_id = run.info.run_id
+    parent_id = run.data.tags.get("mlflow.parentRunId")
+    if not parent_id:
+        raise HarnessError(f"MLflow run {run_id}", "has no parent run", "a trial run logged by `hefsweep sweep`")
+    space_file = Path(client.get_run(parent_id).data.params.get("space", ""))
+    if not str(space_file) or not space_file.is_file():
+        raise HarnessError(
+            f"search space of run {run_id}",
+            f"{str(space_file) or 'no space param on the parent run'} is not readable",
+            "the sweep's space file at the path the parent run recorded (its evaluation set gives the inputs)",
+        )
+    space = load_space(space_file)
+    try:
+        width = int(run.data.params["width"])
+    except (KeyError, ValueError):
+        raise HarnessError(f"MLflow run {run_id}", f"width param {run.data.params.get('width')!r}", "an integer width") from None
+    rate = None
+    if "calibration/calibration_manifest.json" in _artifacts(client, run_id, "calibration"):
+        manifest = client.download_artifacts(run_id, "calibration/calibration_manifest.json", str(tmp))
+        rate = json.loads(Path(manifest).read_text()).get("sample_rate")
+    if rate is None:
+        from harness.model import load_checkpoint
+
+        rate = load_checkpoint(space.checkpoint).config.sample_rate
+    dims = [d.dim_value for d in onnx.load(str(float_onnx), load_external_data=False).graph.output[0].type.tensor_type.shape.dim]
+    n_src = dims[1] if len(dims) == 4 and dims[1] > 0 else 1
+    ev = load_eval_set(space.data.evaluation, sample_rate=int(rate), width=width, n_src=n_src, limit=n_inputs)
+    return np.asarray(ev.mixtures[:n_inputs, None, None, :], dtype=np.float32)
+
+
+def load_run_noise(client: Any, run_id: str, *, n_inputs: int = 3, log_computed: bool = True) -> tuple[NoiseReport, str]:
+    """A trial run's layer-noise table: its logged ``noise/layer_noise.json``, else computed from its logged models.
+
+    Computing uses the run's ``export/model.onnx`` and ``compiled/model.qdq.onnx`` and the first ``n_inputs``
+    mixtures of its evaluation set, and (``log_computed``) logs the result to the run under ``noise/``.
+
+    Returns:
+        (report, ``"logged"`` or ``"computed"``).
+
+    Raises:
+        HarnessError: unknown run, not a trial run, no table and no models to compute one from (e.g. a failed
+            trial, or a Hailo trial: the DFC's analysis is not available), unreadable space or evaluation set.
+    """
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    from harness.errors import HarnessError
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        raise HarnessError(f"MLflow run {run_id}", f"not found ({str(exc).splitlines()[0][:120]})", "the id of a trial run") from None
+    except Exception as exc:  # noqa: BLE001 - store failures are user errors
+        raise HarnessError(
+            "MLflow tracking store", f"unreachable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})", "a reachable tracking URI"
+        ) from None
+    role = run.data.tags.get("hefsweep.role")
+    if role != "trial":
+        raise HarnessError(f"MLflow run {run_id}", f"has role {role!r}", "a sweep trial run (hefsweep.role=trial)")
+    with tempfile.TemporaryDirectory(prefix="hefsweep-noise-") as tmp_name:
+        tmp = Path(tmp_name)
+        logged: NoiseReport | None = None
+        if _NOISE_ART in _artifacts(client, run_id, "noise"):
+            try:
+                logged = read_noise(client.download_artifacts(run_id, _NOISE_ART, str(tmp)))
+            except ValueError as exc:
+                raise HarnessError(f"{_NOISE_ART} of run {run_id}", f"unreadable ({exc})", "a table written by hefsweep") from None
+            if logged.available:
+                return logged, "logged"
+        have = _artifacts(client, run_id, "export") | _artifacts(client, run_id, "compiled")
+        missing = [a for a in (_FLOAT_ART, _QDQ_ART) if a not in have]
+        if missing:
+            status = run.data.tags.get("hefsweep.status", run.info.status)
+            why = logged.reason if logged is not None else f"no {_NOISE_ART}"
+            raise HarnessError(
+                f"MLflow run {run_id}",
+                f"{why}; and no {' + '.join(missing)} to compute one from (status {status}, backend "
+                f"{run.data.params.get('backend', '?')})",
+                f"a passing ORT trial with {_FLOAT_ART} and {_QDQ_ART} logged",
+            )
+        float_onnx = Path(client.download_artifacts(run_id, _FLOAT_ART, str(tmp / "f")))
+        qdq_onnx = Path(client.download_artifacts(run_id, _QDQ_ART, str(tmp / "q")))
+        inputs = _eval_inputs(client, run, tmp, float_onnx, n_inputs)
+        report = noise_report(float_onnx, qdq_onnx, inputs)
+        if log_computed:
+            out = tmp / "noise"
+            write_noise(report, out, f"Per-tensor SQNR, run {run_id[:12]} ({report.n_inputs} inputs)")
+            client.log_artifacts(run_id, str(out), "noise")
+        return report, "computed"
+
+
+# -- two tables --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DiffRow:
+    """One tensor in both tables: ``delta_db = b - a`` (positive: less noise in B)."""
+
+    tensor: str
+    op_type: str
+    a_db: float
+    b_db: float
+
+    @property
+    def delta_db(self) -> float:
+        if self.a_db == self.b_db:  # includes inf == inf
+            return 0.0
+        return self.b_db - self.a_db
+
+
+@dataclass
+class NoiseDiff:
+    """Two layer-noise tables joined on tensor name."""
+
+    rows: list[DiffRow]
+    only_a: list[str]
+    only_b: list[str]
+
+    def top(self, n: int) -> list[DiffRow]:
+        """The ``n`` rows whose SQNR changed most (by absolute delta; an inf delta first)."""
+        def key(r: DiffRow) -> tuple[float, str]:
+            d = r.delta_db
+            return (-(abs(d) if not math.isnan(d) else -1.0), r.tensor)
+
+        return sorted(self.rows, key=key)[:n]
+
+    def summary(self) -> dict[str, Any]:
+        finite = [r.delta_db for r in self.rows if math.isfinite(r.delta_db)]
+        return {
+            "n_common": len(self.rows),
+            "only_a": len(self.only_a),
+            "only_b": len(self.only_b),
+            "median_delta_db": float(np.median(finite)) if finite else None,
+            "n_better_in_b": sum(r.delta_db > 0 for r in self.rows),
+            "n_worse_in_b": sum(r.delta_db < 0 for r in self.rows),
+        }
+
+
+def diff_noise(a: NoiseReport, b: NoiseReport) -> NoiseDiff:
+    """Join two tables on tensor name (tensors differ when the trials' substitutions differ)."""
+    ra = {r.tensor: r for r in a.rows}
+    rb = {r.tensor: r for r in b.rows}
+    common = [t for t in ra if t in rb]
+    rows = [DiffRow(t, ra[t].op_type, ra[t].sqnr_db, rb[t].sqnr_db) for t in common]
+    return NoiseDiff(rows, sorted(set(ra) - set(rb)), sorted(set(rb) - set(ra)))

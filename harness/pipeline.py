@@ -32,7 +32,7 @@ __all__ = ["Pipeline", "TrialConfig", "TrialResult"]
 log = logging.getLogger("harness.pipeline")
 
 _CLIPS_PER_CALL = 2  # emulation granularity when a pruner watches per-clip SI-SNR
-STAGES = ("export", "calibrate", "reference", "translate", "optimize", "compile", "emulate")
+STAGES = ("export", "calibrate", "reference", "translate", "optimize", "compile", "emulate", "noise")
 _VERSIONS = {"export": 1, "calibrate": 1, "reference": 1, "translate": 1, "optimize": 1, "compile": 1, "emulate": 2}
 
 
@@ -447,6 +447,18 @@ class Pipeline:
         )
         info["metrics"], per_clip = _metrics(np.load(emu.path / "outputs.npy"), np.load(ref.path / "float.npy"), ev)
         info["per_clip_si_snr_db"] = [row["si_snr_db"] for row in per_clip]
+        if space.layer_noise_clips:
+            from harness.layer_noise import NOISE_VERSION, noise_stage
+
+            n_noise = space.layer_noise_clips
+            noise = self._stage(
+                "noise",
+                stage_key("noise", NOISE_VERSION, {"eval": ev.key, "clips": n_noise}, (export.key, opt.key)),
+                lambda d: noise_stage(space.backend, onnx_path, optimized.path, ev.mixtures[:n_noise, None, None, :], d),
+                stages,
+            )
+            info["layer_noise"] = noise.meta
+            artifacts += [(p, "noise") for p in sorted(noise.path.glob("layer_noise.*"))]
         if compile_gate is not None:
             info["compiled"] = bool(compile_gate(info["metrics"]["si_snr_db"]))
             if info["compiled"]:

@@ -24,6 +24,7 @@ Schema (every key optional unless marked; unknown keys are rejected)::
     pruner: null                       # {kind: wilcoxon, p_threshold: 0.1}: stop emulating clearly worse trials
     screen: null                       # {keep_fraction: 0.5, min_screened: 4}: screen trials on ort first
     compile_top_k: null                # compile only trials whose emulated si_snr_db is in the top k so far
+    layer_noise_clips: 1               # per-layer SQNR table per trial over this many eval clips (0 = off)
     dimensions:                        # each: a list (categorical), {low, high[, step, log]} or a scalar (fixed)
       prelu: [keep, relu, maxmin]
       norm: [gLN, cLN, affine, identity]
@@ -220,6 +221,7 @@ class SearchSpace(BaseModel):
     pruner: Pruner | None = None
     screen: Screen | None = None
     compile_top_k: Annotated[int, Field(ge=1)] | None = None
+    layer_noise_clips: Annotated[int, Field(ge=0, le=16)] = 1
     dimensions: Dimensions = Dimensions()
     override_sets: dict[str, tuple[OverrideModel, ...]] = Field(default_factory=lambda: {"none": ()})
     enqueue: tuple[dict[str, Scalar], ...] = ()

@@ -98,7 +98,8 @@ def test_cache_info_prune_and_failure_replay(
     rows = {line.split()[0]: line.split() for line in out.splitlines()[2:] if line.strip()}
     assert rows["export"][1:3] == ["1", "0"] and rows["calibrate"][1:3] == ["1", "1"]
     assert rows["optimize"][1:3] == ["1", "1"] and rows["emulate"][1:3] == ["1", "0"]
-    assert rows["total"][1:3] == ["7", "2"]
+    assert rows["noise"][1:3] == ["1", "0"]  # the per-layer noise table of the one passing trial
+    assert rows["total"][1:3] == ["8", "2"]
     assert "reuse/" in out and "failed/ 0" in out
     # HEFSWEEP_CACHE_DIR and --cache-dir point elsewhere
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "mlruns" / "cache"))
@@ -131,7 +132,7 @@ def test_cache_info_prune_and_failure_replay(
     assert len(cache.scan(("failure",))) == 2
     code, out, _ = hefsweep(["cache", "prune", "--root", str(tmp_path / "mlruns"), "--failures-only"], capsys)
     assert out.count("removed failure") == 2 and not cache.scan(("failure",))
-    assert len(cache.scan(("entry",))) == 7
+    assert len(cache.scan(("entry",))) == 8  # untouched by --failures-only
 
     code, out, _ = hefsweep(
         ["cache", "prune", "--root", str(tmp_path / "mlruns"), "--stage", "export", "--older-than", "0"], capsys
