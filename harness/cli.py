@@ -181,7 +181,11 @@ class Ui(Command):
             "--backend-store-uri", default_tracking_uri(args.root),
             "--host", args.host, "--port", str(args.port), "--workers", "1",
         ]  # fmt: skip
-        return subprocess.call(cmd)
+        import os
+
+        # the server's job runner (huey workers) is for GenAI features hefsweep does not use
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
+        return subprocess.call(cmd, env=env)
 
 
 class Doctor(Command):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 import subprocess
 import sys
@@ -53,6 +54,7 @@ def mlflow_server(tmp_path: Path, pg_databases: tuple[str, str]) -> Iterator[str
          "--port", str(port), "--workers", "1"],  # fmt: skip
         stdout=log,
         stderr=subprocess.STDOUT,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     url = f"http://127.0.0.1:{port}"
     try:

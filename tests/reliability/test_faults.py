@@ -6,6 +6,7 @@ trial is classified, and nothing finished is lost. Faults are injected with ``HE
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import sqlite3
@@ -25,19 +26,45 @@ pytestmark = pytest.mark.slow
 KILLS = 10
 
 
-def _running_with_run(db: Path, exclude: set[int]) -> list[int]:
-    """Numbers of RUNNING trials that already have their MLflow run (read straight from optuna.db: cheap)."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        rows = con.execute(
-            "select t.number from trials t join trial_user_attributes a on a.trial_id = t.trial_id "
-            "where t.state = 'RUNNING' and a.key = 'mlflow_run_id'"
-        ).fetchall()
-    except sqlite3.OperationalError:  # busy: try again at the next poll
-        return []
-    finally:
-        con.close()
-    return [n for (n,) in rows if n not in exclude]
+class TrialWatch:
+    """Reads optuna.db and mlflow.db directly (cheap enough to poll every few ms while workers run).
+
+    ``mid_trial()``: RUNNING trials whose own MLflow run exists and is recorded on the trial -- a kill there lands
+    inside the pipeline. ``inherited()``: RUNNING trials whose recorded run belongs to another trial (a retry that
+    has not created its own run yet; ``RetryHeartbeatStaleTrialCallback`` copies the user attributes)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._opt: sqlite3.Connection | None = None
+        self._mlf: sqlite3.Connection | None = None
+
+    def _rows(self) -> tuple[list[tuple[int, str | None]], dict[int, str]]:
+        if self._opt is None:
+            self._opt = sqlite3.connect(f"file:{self.root / 'optuna.db'}?mode=ro", uri=True, timeout=5)
+            self._mlf = sqlite3.connect(f"file:{self.root / 'mlflow.db'}?mode=ro", uri=True, timeout=5)
+        assert self._mlf is not None
+        try:
+            running = self._opt.execute(
+                "select t.number, a.value_json from trials t left join trial_user_attributes a "
+                "on a.trial_id = t.trial_id and a.key = 'mlflow_run_id' where t.state = 'RUNNING'"
+            ).fetchall()
+            own = dict(self._mlf.execute("select value, run_uuid from tags where key = 'hefsweep.trial'").fetchall())
+        except sqlite3.OperationalError:  # busy: try again at the next poll
+            return [], {}
+        return [(n, json.loads(v) if v else None) for n, v in running], {int(k): v for k, v in own.items()}
+
+    def mid_trial(self, exclude: set[int] = frozenset()) -> list[int]:  # type: ignore[assignment]
+        running, own = self._rows()
+        return [n for n, rid in running if n not in exclude and rid is not None and own.get(n) == rid]
+
+    def inherited(self) -> list[int]:
+        running, own = self._rows()
+        return [n for n, rid in running if rid is not None and own.get(n) != rid]
+
+    def close(self) -> None:
+        for c in (self._opt, self._mlf):
+            if c is not None:
+                c.close()
 
 
 def _stage_workers() -> dict[int, int]:
@@ -82,6 +109,7 @@ def test_ten_sigkills_in_one_study_lose_nothing(
     killed: list[int] = []
     victims: list[int] = []
     workers_before = set(_stage_workers())
+    watch = TrialWatch(root)
     for i in range(KILLS):
         log = (tmp_path / f"victim{i}.log").open("wb")
         victim = subprocess.Popen(rel.worker_cmd("k", 100, root), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
@@ -90,7 +118,7 @@ def test_ten_sigkills_in_one_study_lose_nothing(
         deadline = time.monotonic() + 60
         target: list[int] = []
         while time.monotonic() < deadline and victim.poll() is None:
-            target = _running_with_run(root / "optuna.db", set(killed))
+            target = watch.mid_trial(set(killed))
             if target:
                 break
             time.sleep(0.05)
@@ -100,6 +128,7 @@ def test_ten_sigkills_in_one_study_lose_nothing(
         log.close()
         assert victim.returncode == -signal.SIGKILL
         killed += target
+    watch.close()
     kill_seconds = time.monotonic() - t0
 
     time.sleep(3.5)  # the last victim's heartbeat goes stale
@@ -241,9 +270,11 @@ override_sets:
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        while not _running_with_run(root / "optuna.db", {0}) and time.monotonic() < deadline and sweep.poll() is None:
+        watch = TrialWatch(root)
+        while not watch.mid_trial({0}) and time.monotonic() < deadline and sweep.poll() is None:
             time.sleep(0.1)
-        assert sweep.poll() is None and _running_with_run(root / "optuna.db", {0}), (tmp_path / "sweep.log").read_text()
+        assert sweep.poll() is None and watch.mid_trial({0}), (tmp_path / "sweep.log").read_text()
+        watch.close()
         client = MlflowClient(server.url)
         exp = client.get_experiment_by_name("t")
         (first,) = client.search_runs([exp.experiment_id], "tags.`hefsweep.trial` = '0'")
