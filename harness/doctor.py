@@ -6,6 +6,8 @@ piece that the chosen backend or the configured stores need makes the command ex
 
 from __future__ import annotations
 
+from harness.errors import describe
+
 import importlib
 import importlib.metadata
 import importlib.util
@@ -102,7 +104,7 @@ def _optuna_store(url: str) -> Check:
         engine.dispose()
         return Check(name, True, "reachable")
     except Exception as exc:  # noqa: BLE001 - any failure is the report
-        return Check(name, False, f"unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+        return Check(name, False, f"unreachable: {describe(exc, 160)}")
 
 
 def _mlflow_store(uri: str) -> Check:

@@ -22,6 +22,7 @@ from typing import Any
 
 __all__ = [
     "AudioError",
+    "describe",
     "BackendUnavailable",
     "CheckpointError",
     "ConfigError",
@@ -33,6 +34,12 @@ __all__ = [
 
 def _one_line(text: Any) -> str:
     return " ".join(str(text).split())
+
+
+def describe(exc: BaseException, limit: int = 200) -> str:
+    """``ClassName: first line of the message`` (cut at ``limit``), for the *seen* part of an error."""
+    first = (str(exc).splitlines() or [""])[0][:limit]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 class HarnessError(Exception):

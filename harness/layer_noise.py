@@ -25,6 +25,8 @@ Pipeline use (after emulate; the stage's folder gets ``layer_noise.json``, ``.cs
 
 from __future__ import annotations
 
+from harness.errors import describe
+
 import csv
 import json
 import logging
@@ -555,7 +557,7 @@ def load_run_noise(client: Any, run_id: str, *, n_inputs: int = 3, log_computed:
         raise HarnessError(f"MLflow run {run_id}", f"not found ({str(exc).splitlines()[0][:120]})", "the id of a trial run") from None
     except Exception as exc:  # noqa: BLE001 - store failures are user errors
         raise HarnessError(
-            "MLflow tracking store", f"unreachable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})", "a reachable tracking URI"
+            "MLflow tracking store", f"unreachable ({describe(exc, 120)})", "a reachable tracking URI"
         ) from None
     role = run.data.tags.get("hefsweep.role")
     if role != "trial":

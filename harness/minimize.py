@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness.backends._protocol import Override, OverrideSet
-from harness.errors import HarnessError
+from harness.errors import HarnessError, describe
 
 __all__ = [
     "Atom",
@@ -318,7 +318,7 @@ def minimize_run(
     except Exception as exc:  # noqa: BLE001 - store failures are user errors
         raise HarnessError(
             f"MLflow tracking store {uri}",
-            f"unreachable or unusable ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})",
+            f"unreachable or unusable ({describe(exc, 160)})",
             "a reachable MLflow tracking URI",
         ) from None
     tags, params = run.data.tags, run.data.params

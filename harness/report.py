@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, describe
 
 __all__ = ["ReportResult", "TrialRow", "build_report", "collect_trials", "default_report_dir", "run_url"]
 
@@ -100,7 +100,7 @@ def _load_study(study: str, storage: str) -> Any:
     except Exception as exc:  # noqa: BLE001 - store failures are user errors
         raise HarnessError(
             f"Optuna storage {storage.split('@')[-1]}",
-            f"unreachable or unusable ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})",
+            f"unreachable or unusable ({describe(exc, 160)})",
             "a reachable Optuna storage URL (sqlite:///..., postgresql://...)",
         ) from None
     if study not in names:
@@ -136,7 +136,7 @@ def _mlflow(tracking_uri: str, study: str) -> tuple[Any, Any, Any, dict[str, Any
     except Exception as exc:  # noqa: BLE001 - store failures are user errors
         raise HarnessError(
             f"MLflow tracking store {tracking_uri}",
-            f"unreachable or unusable ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})",
+            f"unreachable or unusable ({describe(exc, 160)})",
             "a reachable MLflow tracking URI (sqlite:///..., http://host:port)",
         ) from None
     return client, exp, (parents[0] if parents else None), children

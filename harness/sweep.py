@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness.cache import StageCache, default_cache_root
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, describe
 from harness.pipeline import Pipeline, TrialConfig, TrialResult
 from harness.space import IntRange, SearchSpace
 from harness.tracking import Tracker, default_tracking_uri
@@ -154,7 +154,7 @@ def _storage_error(url: str, exc: Exception) -> HarnessError:
     """One line for an unusable Optuna storage (the password part of the URL is not shown)."""
     return HarnessError(
         f"Optuna storage {url.split('@')[-1]}",
-        f"unusable ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})",
+        f"unusable ({describe(exc)})",
         "a reachable, writable Optuna storage URL (sqlite:///..., postgresql://user@host/db)",
     )
 
@@ -303,7 +303,7 @@ def study_space_file(study: str, storage: str) -> Path:
     except Exception as exc:  # noqa: BLE001
         raise HarnessError(
             f"Optuna storage {storage.split('@')[-1]}",
-            f"unreachable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            f"unreachable ({describe(exc)})",
             "a reachable Optuna storage URL",
         ) from None
     if study not in summaries:

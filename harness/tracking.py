@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, describe
 
 __all__ = ["Tracker", "default_tracking_uri", "runs_url"]
 
@@ -88,7 +88,7 @@ class Tracker:
             except Exception as exc:  # noqa: BLE001 - any store failure is a one-line user error
                 raise HarnessError(
                     f"MLflow tracking store {self.tracking_uri}",
-                    f"unreachable or unusable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                    f"unreachable or unusable ({describe(exc)})",
                     "a reachable MLflow tracking URI (sqlite:///..., http://host:port)",
                 ) from None
         return self._experiment_id
