@@ -7,6 +7,7 @@ message and exits 1; anything else is a bug and exits 2 with its traceback.
 from __future__ import annotations
 
 import argparse
+import typing
 import logging
 import sys
 from pathlib import Path
@@ -83,6 +84,8 @@ class Worker(Command):
         from harness.space import load_space
         from harness.sweep import default_storage, run_sweep, study_space_file
 
+        if args.trials is not None and args.trials < 0:
+            raise HarnessError("--trials", f"{args.trials}", "a total number of finished trials >= 0")
         storage = args.storage or default_storage(args.root)
         space_file = args.space or study_space_file(args.study, storage)
         space = load_space(space_file)
@@ -225,9 +228,16 @@ COMMANDS: tuple[type[Command], ...] = (
 )  # fmt: skip
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with hefsweep's error convention: one line on stderr, exit code 1."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(1, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     """The argument parser and the name -> command table."""
-    parser = argparse.ArgumentParser(prog="hefsweep", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="hefsweep", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     table: dict[str, Command] = {}

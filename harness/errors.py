@@ -23,6 +23,7 @@ from typing import Any
 __all__ = [
     "AudioError",
     "describe",
+    "root_cause",
     "BackendUnavailable",
     "CheckpointError",
     "ConfigError",
@@ -34,6 +35,16 @@ __all__ = [
 
 def _one_line(text: Any) -> str:
     return " ".join(str(text).split())
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of a ``__cause__`` / ``__context__`` chain (e.g. sqlite's "database is locked"
+    under a library's generic wrapper)."""
+    seen = {id(exc)}
+    while (nxt := exc.__cause__ or exc.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        exc = nxt
+    return exc
 
 
 def describe(exc: BaseException, limit: int = 200) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness.cache import StageCache, default_cache_root
-from harness.errors import ConfigError, HarnessError, describe
+from harness.errors import ConfigError, HarnessError, describe, root_cause
 from harness.pipeline import Pipeline, TrialConfig, TrialResult
 from harness.space import IntRange, SearchSpace
 from harness.tracking import Tracker, default_tracking_uri
@@ -120,14 +120,22 @@ def _storage(url: str, space: SearchSpace, tracker_factory: Any) -> Any:
     retry = RetryHeartbeatStaleTrialCallback(max_retry=space.heartbeat.max_retry)
 
     def on_failed(study: Any, trial: Any) -> None:
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        if run_id:
-            try:
-                tracker = tracker_factory(study.study_name)
-                tracker.set_tags(run_id, {"hefsweep.status": "failed", "hefsweep.signature": "harness:WorkerLost:stale"})
-                tracker.end(run_id, "KILLED")
-            except Exception as exc:  # noqa: BLE001 - the retry must happen even if MLflow is down
-                log.warning("could not mark run %s of stale trial %d KILLED: %s", run_id, trial.number, exc)
+        lost = {"hefsweep.status": "failed", "hefsweep.signature": "harness:WorkerLost:stale"}
+        try:
+            tracker = tracker_factory(study.study_name)
+            run_id = trial.user_attrs.get("mlflow_run_id")
+            # a retry inherits its parent trial's user attributes: the run id is this trial's only if its run says so
+            own = run_id and tracker.client.get_run(run_id).data.tags.get("hefsweep.trial") == str(trial.number)
+            if not own:
+                parent = tracker.parent_run(study.study_name, params={}, tags={})
+                run_id = tracker.child_run(
+                    parent, f"trial-{trial.number:04d}", params={}, tags={"hefsweep.study": study.study_name,
+                                                                           "hefsweep.trial": str(trial.number)},
+                )  # fmt: skip
+            tracker.set_tags(run_id, lost)
+            tracker.end(run_id, "KILLED")
+        except Exception as exc:  # noqa: BLE001 - the retry must happen even if MLflow is down
+            log.warning("could not mark the run of stale trial %d KILLED: %s", trial.number, exc)
         retry(study, trial)
 
     kwargs: dict[str, Any] = {}
@@ -154,7 +162,7 @@ def _storage_error(url: str, exc: Exception) -> HarnessError:
     """One line for an unusable Optuna storage (the password part of the URL is not shown)."""
     return HarnessError(
         f"Optuna storage {url.split('@')[-1]}",
-        f"unusable ({describe(exc)})",
+        f"unusable ({describe(root_cause(exc))})",
         "a reachable, writable Optuna storage URL (sqlite:///..., postgresql://user@host/db)",
     )
 
@@ -380,8 +388,10 @@ def run_sweep(
     def tracker_factory(study_name: str) -> Tracker:
         return Tracker(uri, study_name, root / "artifacts")
 
-    study = _open_study(space, name, _storage(url, space, tracker_factory), url)
+    versions = {f"hefsweep.version.{k}": v for k, v in pipeline.backend_versions().items()}  # SDK missing: stop here
     tracker = tracker_factory(name)
+    tracker.check()
+    study = _open_study(space, name, _storage(url, space, tracker_factory), url)
     parent = tracker.parent_run(
         name,
         params={"space": str(space.source), "backend": space.backend, "checkpoint": str(space.checkpoint)},
@@ -389,7 +399,6 @@ def run_sweep(
     )
     if space.source is not None:
         tracker.log_artifact(parent, space.source, "space")
-    versions = {f"hefsweep.version.{k}": v for k, v in pipeline.backend_versions().items()}
     summary = SweepSummary(study=name, experiment_id=tracker.experiment_id, parent_run_id=parent)
     callbacks: list[Any] = []
     if total is not None:
@@ -448,11 +457,23 @@ def run_sweep(
                         result = TrialResult("pruned", {"screen_si_snr_db": v}, None, (), screened.stages, info)
             if result is None:
                 result = pipeline.run(cfg, on_clip=on_clip, compile_gate=gate)
-            _log_result(tracker, run_id, result)
         except BaseException:
             tracker.set_tags(run_id, {"hefsweep.status": "failed", "hefsweep.signature": "harness:Interrupted:-"})
             tracker.end(run_id, "KILLED")
             raise
+        try:
+            _log_result(tracker, run_id, result)
+        except OSError as exc:  # a full or read-only artifact store: stop with one line, keep what is finished
+            try:
+                tracker.set_tags(run_id, {"hefsweep.status": "failed", "hefsweep.signature": "harness:ArtifactWrite:-"})
+                tracker.end(run_id, "FAILED")
+            except Exception:  # noqa: BLE001 - the store may refuse this too
+                pass
+            raise HarnessError(
+                f"artifact store of run {run_id}",
+                f"write failed ({describe(exc)})",
+                "a writable artifact location with free space (finished trials and runs are kept)",
+            ) from None
         tracker.end(run_id, "FAILED" if result.status == "failed" else "FINISHED")
         if result.status == "pruned":
             trial.set_user_attr("status", "pruned")
@@ -586,6 +607,10 @@ def _log_summary(tracker: Tracker, parent: str, study: Any, summary: SweepSummar
         tracker.end(parent, "FINISHED")
     except Exception as exc:  # noqa: BLE001 - a summary failure must not hide the sweep's own outcome
         log.warning("could not log the sweep summary to the parent run: %s", exc)
+        try:
+            tracker.end(parent, "FINISHED")
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _has_best(study: Any) -> bool:

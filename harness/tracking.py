@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, describe
+from harness.errors import HarnessError, describe, root_cause
 
 __all__ = ["Tracker", "default_tracking_uri", "runs_url"]
 
@@ -66,6 +66,32 @@ class Tracker:
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 
+    def _store_error(self, exc: BaseException) -> HarnessError:
+        return HarnessError(
+            f"MLflow tracking store {self.tracking_uri}",
+            f"unreachable or unusable ({describe(root_cause(exc))})",
+            "a reachable MLflow tracking URI (sqlite:///..., http://host:port)",
+        )
+
+    def check(self, timeout: float = 5.0) -> None:
+        """Fail fast with one line when an http(s) tracking server does not answer ``/health`` (MLflow's own client
+        retries for minutes).
+
+        Raises:
+            HarnessError: the server is unreachable.
+        """
+        if not self.tracking_uri.startswith(("http://", "https://")):
+            return
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.tracking_uri.rstrip("/") + "/health", timeout=timeout) as resp:  # noqa: S310
+                if resp.status == 200:
+                    return
+                raise OSError(f"HTTP {resp.status} from /health")
+        except Exception as exc:  # noqa: BLE001 - any failure is the one line
+            raise self._store_error(exc) from None
+
     @property
     def experiment_id(self) -> str:
         """The experiment id, creating the experiment on first use.
@@ -86,15 +112,23 @@ class Tracker:
                 else:
                     self._experiment_id = exp.experiment_id
             except Exception as exc:  # noqa: BLE001 - any store failure is a one-line user error
-                raise HarnessError(
-                    f"MLflow tracking store {self.tracking_uri}",
-                    f"unreachable or unusable ({describe(exc)})",
-                    "a reachable MLflow tracking URI (sqlite:///..., http://host:port)",
-                ) from None
+                raise self._store_error(exc) from None
         return self._experiment_id
 
     def parent_run(self, study: str, params: dict[str, Any], tags: dict[str, str]) -> str:
-        """Find the study's parent run (resuming a study) or create it."""
+        """Find the study's parent run (resuming a study) or create it.
+
+        Raises:
+            HarnessError: the store is unreachable, locked or read-only.
+        """
+        try:
+            return self._parent_run(study, params, tags)
+        except HarnessError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a locked or broken store is a one-line user error
+            raise self._store_error(exc) from None
+
+    def _parent_run(self, study: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         found = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`hefsweep.study` = '{study}' and tags.`hefsweep.role` = 'parent'",
