@@ -266,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hefsweep {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug, not bad input: the traceback is for the report
+        import traceback
+
+        traceback.print_exc()
+        print(f"hefsweep {args.command}: internal error (a bug; please report the traceback above)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
