@@ -361,18 +361,9 @@ def hailo_noise_report(har: str | Path | None = None) -> NoiseReport:
     fake SDK used in tests does not implement it, so no reader could be validated; hefsweep reports the table
     as not available instead of guessing the statistics' layout (and never invents numbers).
     """
-    try:
-        from hailo_sdk_client import ClientRunner  # type: ignore[import-not-found]
-    except Exception:  # noqa: BLE001 - any import failure means: no SDK here
-        reason = "the Hailo DFC (hailo_sdk_client) is not installed here"
-    else:
-        if hasattr(ClientRunner, "analyze_noise"):
-            reason = (
-                "the installed DFC has analyze_noise, but hefsweep has no validated reader of its results yet "
-                "(dfc_api.md 5.3); run `hailo analyze-noise <har> --analyze-mode advanced --data-path <npy>`"
-            )
-        else:
-            reason = "the installed hailo_sdk_client has no analyze_noise (the test fake does not implement it)"
+    from harness.backends.hailo import noise_analysis_unavailable_reason
+
+    reason = noise_analysis_unavailable_reason()
     return NoiseReport("hailo", False, [], f"layer noise analysis not available: {reason}")
 
 

@@ -287,3 +287,17 @@ class HailoBackend:
             expected = f"NHWC [{inputs.shape[0]}, 1, {inputs.shape[3]}, n_src]"
             raise ValueError(f"emulated output shape {y.shape}; expected {expected}")
         return np.ascontiguousarray(np.transpose(y, (0, 3, 1, 2)))  # NHWC -> [n, n_src, 1, W]
+
+
+def noise_analysis_unavailable_reason() -> str:
+    """Why hefsweep reports no DFC layer-noise table (the SDK probe lives here: only this package imports it)."""
+    try:
+        from hailo_sdk_client import ClientRunner  # type: ignore[import-not-found]  # dfc_api.md 1.1 [C]
+    except Exception:  # noqa: BLE001 - any import failure means: no SDK here
+        return "the Hailo DFC (hailo_sdk_client) is not installed here"
+    if hasattr(ClientRunner, "analyze_noise"):  # dfc_api.md 5.3
+        return (
+            "the installed DFC has analyze_noise, but hefsweep has no validated reader of its results yet "
+            "(dfc_api.md 5.3); run `hailo analyze-noise <har> --analyze-mode advanced --data-path <npy>`"
+        )
+    return "the installed hailo_sdk_client has no analyze_noise (the test fake does not implement it)"
