@@ -33,7 +33,7 @@ log = logging.getLogger("harness.pipeline")
 
 _CLIPS_PER_CALL = 2  # emulation granularity when a pruner watches per-clip SI-SNR
 STAGES = ("export", "calibrate", "reference", "translate", "optimize", "compile", "emulate", "noise")
-_VERSIONS = {"export": 1, "calibrate": 1, "reference": 1, "translate": 1, "optimize": 1, "compile": 1, "emulate": 2}
+_VERSIONS = {"export": 1, "calibrate": 1, "reference": 1, "translate": 1, "optimize": 1, "compile": 1, "emulate": 3}
 
 
 @dataclass(frozen=True)
@@ -465,10 +465,7 @@ class Pipeline:
                 record(compile_(opt, optimized))
         else:
             info["compiled"] = True
-        per_clip_path = emu.path / "per_clip.json"
-        if not per_clip_path.exists():
-            per_clip_path.write_text(json.dumps(per_clip, indent=2))
-        artifacts.append((per_clip_path, "metrics"))
+        artifacts.append((emu.path / "per_clip.json", "metrics"))
         audio = emu.path / "audio"
         if audio.is_dir():
             artifacts += [(p, "audio") for p in sorted(audio.iterdir())]
@@ -573,6 +570,8 @@ class Pipeline:
                     raise StagePruned(start + len(values))
         out = np.concatenate(outs)
         np.save(d / "outputs.npy", out)
+        # written before the entry is published: a published cache entry is never modified
+        (d / "per_clip.json").write_text(json.dumps(_metrics(out, ref, ev)[1], indent=2))
         _write_listening_pairs(d / "audio", ev, ref, out, self.sample_rate)
         for name in ("inputs.npy", "part.npy"):
             (d / name).unlink(missing_ok=True)
