@@ -492,18 +492,10 @@ def _eval_inputs(client: Any, run: Any, tmp: Path, float_onnx: Path, n_inputs: i
     from harness.audio import load_eval_set
     from harness.errors import HarnessError
     from harness.space import load_space
+    from harness.tracking import run_space_file
 
     run_id = run.info.run_id
-    parent_id = run.data.tags.get("mlflow.parentRunId")
-    if not parent_id:
-        raise HarnessError(f"MLflow run {run_id}", "has no parent run", "a trial run logged by `hefsweep sweep`")
-    space_file = Path(client.get_run(parent_id).data.params.get("space", ""))
-    if not str(space_file) or not space_file.is_file():
-        raise HarnessError(
-            f"search space of run {run_id}",
-            f"{str(space_file) or 'no space param on the parent run'} is not readable",
-            "the sweep's space file at the path the parent run recorded (its evaluation set gives the inputs)",
-        )
+    space_file = run_space_file(client, run, "its evaluation set gives the inputs")
     space = load_space(space_file)
     try:
         width = int(run.data.params["width"])

@@ -304,7 +304,7 @@ def minimize_run(
     from harness.cache import StageCache, default_cache_root
     from harness.pipeline import Pipeline
     from harness.space import load_space
-    from harness.tracking import Tracker, default_tracking_uri
+    from harness.tracking import Tracker, default_tracking_uri, run_space_file
 
     stream = stream or sys.stdout
     uri = tracking_uri or default_tracking_uri(root)
@@ -334,16 +334,9 @@ def minimize_run(
             "a passing trial: minimize shrinks the override set of a trial that passed",
         )
     parent_id = tags.get("mlflow.parentRunId")
-    if not parent_id:
+    if not parent_id:  # the probes are logged under the study's parent run
         raise HarnessError(f"MLflow run {run_id}", "has no parent run", "a trial run logged by `hefsweep sweep`")
-    parent = tracker.client.get_run(parent_id)
-    space_file = space_path or Path(parent.data.params.get("space", ""))
-    if not str(space_file) or not space_file.is_file():
-        raise HarnessError(
-            f"search space of run {run_id}",
-            f"{str(space_file) or 'no space param'} is not readable",
-            "the sweep's space file (pass --space PATH)",
-        )
+    space_file = run_space_file(tracker.client, run, "pass --space PATH", given=space_path)
     space = load_space(space_file)
     updates: dict[str, Any] = {"max_repairs": 0}  # a probe tests exactly its set
     if params.get("backend") and params["backend"] != space.backend:

@@ -304,23 +304,14 @@ def _require_ok(run: Any) -> None:
 def _space_of(client: Any, run: Any, required: bool = True) -> Any:
     """The study's search space, from the parent run's ``space`` param (``None`` if absent and not required)."""
     from harness.space import load_space
+    from harness.tracking import run_space_file
 
-    parent_id = run.data.tags.get("mlflow.parentRunId")
-    parent = _get_run(client, parent_id) if parent_id else None
-    path = parent.data.params.get("space") if parent is not None else None
-    if not path or path == "None" or not Path(path).is_file():
+    try:
+        path = run_space_file(client, run, "its data.evaluation is needed to re-run emulation")
+    except HarnessError as exc:
         if not required:
             return None
-        if parent is None:
-            raise HarnessError(f"run {run.info.run_id}", "has no parent run", "a trial under its study's parent run")
-        if not path or path == "None":
-            raise HarnessError(f"parent run {parent_id}", "has no 'space' param", "the search-space path the sweep used")
-        raise HarnessError(
-            f"search space {path} (param 'space' of run {parent_id})",
-            "no such file on this machine",
-            "the space YAML the sweep used (its data.evaluation is needed to re-run emulation)",
-            "promote where the sweep's files are, or pass --skip-emulation",
-        )
+        raise HarnessError(exc.obj, exc.seen, exc.expected, "promote where the sweep's files are, or pass --skip-emulation") from None
     return load_space(path)
 
 

@@ -47,6 +47,8 @@ Relative paths are resolved against the YAML file's folder.
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -132,6 +134,11 @@ class Data(BaseModel):
     min_calibration_clips: Annotated[int, Field(ge=1)] = 4
 
 
+# what an ONNX tensor/node name or a Hailo layer name is made of, plus glob characters: nothing that could close a
+# model-script statement or argument list (quotes, ';', ',', '=', parentheses, braces, whitespace)
+_LAYER_PATTERN = re.compile(r"[A-Za-z0-9_./:*?\[\]-]{1,200}")
+
+
 class OverrideModel(BaseModel):
     """One override entry of an override set."""
 
@@ -144,8 +151,11 @@ class OverrideModel(BaseModel):
     @classmethod
     def _names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for name in v:
-            if not name or any(c in name for c in "\n\r\"'`;") or len(name) > 200:
-                raise ValueError(f"layer pattern {name!r}; expected a name or glob without quotes, ';' or newlines")
+            if not _LAYER_PATTERN.fullmatch(name):
+                raise ValueError(
+                    f"layer pattern {name!r}; expected a layer name or glob of letters, digits and _ . / : - * ? [ ] "
+                    "(at most 200 characters)"
+                )
         return v
 
 
@@ -232,7 +242,7 @@ class SearchSpace(BaseModel):
         for name in _values(self.dimensions.override_set, "override_set"):
             if name not in self.override_sets:
                 raise ValueError(
-                    f"override_set {name!r} is not defined; expected one of {sorted(self.override_sets)}"
+                    f"dimensions.override_set: {name!r} is not defined; expected one of {sorted(self.override_sets)}"
                 )
         dims = dict(self.dimension_items())
         for i, entry in enumerate(self.enqueue):
@@ -246,7 +256,7 @@ class SearchSpace(BaseModel):
                     else value in (dim if isinstance(dim, list) else [dim])
                 )
                 if not ok:
-                    raise ValueError(f"enqueue[{i}]: {key}={value!r} is outside the dimension {dim!r}")
+                    raise ValueError(f"enqueue[{i}]: {key}={value!r} is outside the dimension; expected {_show(dim)}")
         return self
 
     def override_set(self, name: str) -> OverrideSet:
@@ -290,7 +300,19 @@ def _err(path: Path, e: dict[str, Any]) -> ConfigError:
     if len(seen) > 80:
         seen = seen[:77] + "..."
     msg = str(e.get("msg", "")).removeprefix("Value error, ")
+    m = _WHOLE_SPACE_MSG.fullmatch(msg) if not loc else None
+    if m:  # a check across keys names its key itself: "enqueue[0]: <seen>; expected <expected>"
+        return ConfigError(f"{path} key '{m['loc']}'", m["seen"], m["expected"])
     return ConfigError(f"{path} key '{loc or '<top>'}'", f"got {seen}", msg)
+
+
+_WHOLE_SPACE_MSG = re.compile(r"(?P<loc>[\w.]+(?:\[\d+\])?): (?P<seen>.+?); expected (?P<expected>.+)")
+
+
+def _show(dim: Any) -> str:
+    if isinstance(dim, IntRange):
+        return f"an integer in [{dim.low}, {dim.high}]"
+    return f"one of {dim!r}" if isinstance(dim, list) else repr(dim)
 
 
 def load_space(path: str | Path) -> SearchSpace:

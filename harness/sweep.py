@@ -8,13 +8,16 @@ failure signature in the trial's user attributes and in its MLflow run (``hefswe
 
 Crash safety: the Optuna storage is an RDB storage with heartbeats. A trial whose worker dies (SIGKILL, a lost
 machine) stops heartbeating; the next worker to start a trial fails it, ends its MLflow run as KILLED and
-enqueues a retry (``RetryHeartbeatStaleTrialCallback``). An interrupted trial's MLflow run is ended as KILLED too.
+enqueues a retry (``RetryHeartbeatStaleTrialCallback``); a trial that never heartbeated is stale too
+(:mod:`harness._heartbeat`). An interrupted trial's MLflow run is ended as KILLED too.
 Any number of workers (``hefsweep worker``) on any number of machines can share one study through a PostgreSQL
 storage and an MLflow tracking server.
 """
 
 from __future__ import annotations
 
+import copy
+import errno
 import json
 import logging
 import math
@@ -28,7 +31,7 @@ from harness.cache import StageCache, default_cache_root
 from harness.errors import ConfigError, HarnessError, describe, root_cause
 from harness.pipeline import Pipeline, TrialConfig, TrialResult
 from harness.space import IntRange, SearchSpace
-from harness.tracking import Tracker, default_tracking_uri
+from harness.tracking import Tracker, default_tracking_uri, quiet_mlflow
 
 __all__ = ["SweepSummary", "decide", "default_storage", "run_sweep", "study_space_file", "suggest"]
 
@@ -115,7 +118,7 @@ class _Display:
 
 def _storage(url: str, space: SearchSpace, tracker_factory: Any) -> Any:
     """An RDB storage with heartbeats; a stale trial's MLflow run is ended KILLED and the trial retried."""
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     retry = RetryHeartbeatStaleTrialCallback(max_retry=space.heartbeat.max_retry)
 
@@ -124,7 +127,8 @@ def _storage(url: str, space: SearchSpace, tracker_factory: Any) -> Any:
         try:
             tracker = tracker_factory(study.study_name)
             run_id = trial.user_attrs.get("mlflow_run_id")
-            # a retry inherits its parent trial's user attributes: the run id is this trial's only if its run says so
+            # the run id is this trial's only if its run says so (stores written by older versions let retries
+            # inherit their parent trial's id)
             own = run_id and tracker.client.get_run(run_id).data.tags.get("hefsweep.trial") == str(trial.number)
             if not own:
                 parent = tracker.parent_run(study.study_name, params={}, tags={})
@@ -136,7 +140,10 @@ def _storage(url: str, space: SearchSpace, tracker_factory: Any) -> Any:
             tracker.end(run_id, "KILLED")
         except Exception as exc:  # noqa: BLE001 - the retry must happen even if MLflow is down
             log.warning("could not mark the run of stale trial %d KILLED: %s", trial.number, exc)
-        retry(study, trial)
+        # the retry copies the trial's user attributes: never its run id (the retry gets a run of its own)
+        template = copy.deepcopy(trial)
+        template.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != "mlflow_run_id"}
+        retry(study, template)
 
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
@@ -144,7 +151,9 @@ def _storage(url: str, space: SearchSpace, tracker_factory: Any) -> Any:
     elif url.startswith("postgres"):
         kwargs["connect_args"] = {"connect_timeout": 10}
     try:
-        storage = RDBStorage(
+        from harness._heartbeat import HeartbeatStorage
+
+        storage = HeartbeatStorage(
             url,
             engine_kwargs=kwargs,
             heartbeat_interval=space.heartbeat.interval,
@@ -398,7 +407,11 @@ def run_sweep(
         tags={"hefsweep.backend": space.backend, "optuna.storage": url.split("@")[-1]},
     )
     if space.source is not None:
-        tracker.log_artifact(parent, space.source, "space")
+        try:
+            tracker.log_artifact(parent, space.source, "space")
+        except OSError as exc:  # a full or read-only artifact store: one line, the parent run not left RUNNING
+            _end_quietly(tracker, parent, "FINISHED")  # the study's run, as every sweep leaves it (no trial ran)
+            raise _artifact_error(f"artifact store of the parent run {parent}", exc) from None
     summary = SweepSummary(study=name, experiment_id=tracker.experiment_id, parent_run_id=parent)
     callbacks: list[Any] = []
     if total is not None:
@@ -414,7 +427,7 @@ def run_sweep(
         f"{n_trials} trials, MLflow experiment {tracker.experiment_id}\n"
     )
 
-    def objective(trial: optuna.Trial) -> float:
+    def trial_run(trial: optuna.Trial) -> float:
         cfg = suggest(trial, space)
         display.trial(trial.number, cfg)
         extra = {k: str(v) for k, v in trial.user_attrs.items() if k.startswith("hefsweep.repair")}
@@ -465,15 +478,12 @@ def run_sweep(
             _log_result(tracker, run_id, result)
         except OSError as exc:  # a full or read-only artifact store: stop with one line, keep what is finished
             try:
-                tracker.set_tags(run_id, {"hefsweep.status": "failed", "hefsweep.signature": "harness:ArtifactWrite:-"})
-                tracker.end(run_id, "FAILED")
+                with quiet_mlflow():
+                    tracker.set_tags(run_id, {"hefsweep.status": "failed", "hefsweep.signature": "harness:ArtifactWrite:-"})
             except Exception:  # noqa: BLE001 - the store may refuse this too
                 pass
-            raise HarnessError(
-                f"artifact store of run {run_id}",
-                f"write failed ({describe(exc)})",
-                "a writable artifact location with free space (finished trials and runs are kept)",
-            ) from None
+            _end_quietly(tracker, run_id, "FAILED")
+            raise _artifact_error(f"artifact store of run {run_id}", exc) from None
         tracker.end(run_id, "FAILED" if result.status == "failed" else "FINISHED")
         if result.status == "pruned":
             trial.set_user_attr("status", "pruned")
@@ -503,19 +513,79 @@ def run_sweep(
         display.done(result, _best(study, None, trial.number))
         return value
 
+    stopped: list[HarnessError] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        try:
+            return trial_run(trial)
+        except HarnessError as exc:  # shown even if Optuna then fails to record the trial (a full disk)
+            stopped.append(exc)
+            raise
+
     for params in [*space.enqueue, *(enqueue or ())]:
         study.enqueue_trial(params, skip_if_exists=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    failure: HarnessError | None = None
     try:
         if n_trials > 0:
             study.optimize(objective, n_trials=n_trials, timeout=timeout or space.timeout, callbacks=callbacks)
+    except Exception as exc:
+        failure = stopped[-1] if stopped else _sweep_error(exc, url)
+        if failure is None:
+            raise
     finally:
         pipeline.close()
         if screen is not None:
             screen.close()
         summary.seconds = time.monotonic() - start
-        _log_summary(tracker, parent, study, summary)
+        with quiet_mlflow(failure is not None):
+            _log_summary(tracker, parent, study, summary, quiet=failure is not None)
+    if failure is not None:
+        raise failure from None
     return summary
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+_NO_SPACE_TEXT = ("database or disk is full", "disk i/o error", "readonly database", "read-only file system",
+                  "no space left on device")  # fmt: skip
+
+
+def _sweep_error(exc: BaseException, url: str) -> HarnessError | None:
+    """The one-line error behind a failed ``study.optimize``, or None for a bug (shown with its traceback).
+
+    A user error raised by a trial can be followed by a second failure while Optuna records the trial (the same
+    full disk refuses the storage write): the first one is the one to show. A store that runs out of space or
+    turns read-only under Optuna becomes one line naming the store.
+    """
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and all(e is not c for c in chain):
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    for e in chain:
+        if isinstance(e, HarnessError):
+            return e
+    for e in chain:
+        if (isinstance(e, OSError) and e.errno in _NO_SPACE) or any(t in str(e).lower() for t in _NO_SPACE_TEXT):
+            return HarnessError(
+                f"Optuna storage {url.split('@')[-1]}",
+                f"write failed ({describe(e)})",
+                "a writable store with free space (finished trials and runs are kept)",
+            )
+    return None
+
+
+def _artifact_error(obj: str, exc: OSError) -> HarnessError:
+    return HarnessError(obj, f"write failed ({describe(exc)})",
+                        "a writable artifact location with free space (finished trials and runs are kept)")  # fmt: skip
+
+
+def _end_quietly(tracker: Tracker, run_id: str, status: str) -> None:
+    try:
+        with quiet_mlflow():
+            tracker.end(run_id, status)
+    except Exception:  # noqa: BLE001 - the store may refuse this too; the error that stopped us is shown
+        pass
 
 
 def _best(study: Any, value: float | None, number: int) -> tuple[float, int] | None:
@@ -569,7 +639,7 @@ def _log_result(tracker: Tracker, run_id: str, result: TrialResult) -> None:
     tracker.log_result(run_id, tags, metrics, files)
 
 
-def _log_summary(tracker: Tracker, parent: str, study: Any, summary: SweepSummary) -> None:
+def _log_summary(tracker: Tracker, parent: str, study: Any, summary: SweepSummary, *, quiet: bool = False) -> None:
     try:
         import optuna
 
@@ -606,7 +676,8 @@ def _log_summary(tracker: Tracker, parent: str, study: Any, summary: SweepSummar
         tracker.log_json(parent, rows, "trials.json")
         tracker.end(parent, "FINISHED")
     except Exception as exc:  # noqa: BLE001 - a summary failure must not hide the sweep's own outcome
-        log.warning("could not log the sweep summary to the parent run: %s", exc)
+        # after a full or read-only store stopped the sweep, its one-line error says it all
+        (log.debug if quiet else log.warning)("could not log the sweep summary to the parent run: %s", exc)
         try:
             tracker.end(parent, "FINISHED")
         except Exception:  # noqa: BLE001

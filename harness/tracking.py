@@ -8,19 +8,35 @@ otherwise root it at the current working directory (FINDINGS.md, warning 5).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, describe, root_cause
 
-__all__ = ["Tracker", "default_tracking_uri", "runs_url"]
+__all__ = ["Tracker", "default_tracking_uri", "quiet_mlflow", "run_space_file", "runs_url"]
 
 log = logging.getLogger("harness.tracking")
 
 _MAX_PARAM = 500
+
+
+@contextlib.contextmanager
+def quiet_mlflow(enabled: bool = True) -> Iterator[None]:
+    """Silence MLflow's own error logging (a page of traceback per failed store call) for best-effort calls made
+    after an error that is about to be shown in one line."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    if enabled:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def default_tracking_uri(root: Path) -> str:
@@ -31,6 +47,34 @@ def default_tracking_uri(root: Path) -> str:
 def runs_url(base: str, experiment_id: str) -> str:
     """The MLflow UI URL that opens the runs table (not the GenAI overview, FINDINGS.md warning 6)."""
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def run_space_file(client: Any, run: Any, needed_for: str, given: Path | None = None) -> Path:
+    """The search-space file of a trial run: ``given``, else the path its parent (study) run recorded as ``space``.
+
+    Args:
+        client: An ``MlflowClient``.
+        run: The trial's ``mlflow.entities.Run``.
+        needed_for: What the caller needs it for (ends up in the error).
+        given: A path the user passed instead (e.g. ``--space``).
+
+    Raises:
+        HarnessError: no parent run, no ``space`` param, or no such file on this machine.
+    """
+    rid = run.info.run_id
+    where = "the --space given"
+    if given is None:
+        parent_id = run.data.tags.get("mlflow.parentRunId")
+        if not parent_id:
+            raise HarnessError(f"MLflow run {rid}", "has no parent run", "a trial run logged by `hefsweep sweep`")
+        recorded = client.get_run(parent_id).data.params.get("space")
+        if not recorded or recorded == "None":
+            raise HarnessError(f"parent run {parent_id}", "has no 'space' param", "the search-space path the sweep used")
+        given, where = Path(recorded), f"param 'space' of run {parent_id}"
+    if not Path(given).is_file():
+        raise HarnessError(f"search space {given} ({where})", "no such file on this machine",
+                           f"the space YAML the sweep used ({needed_for})")  # fmt: skip
+    return Path(given)
 
 
 def _flat(prefix: str, obj: Any, out: dict[str, Any]) -> dict[str, Any]:

@@ -240,6 +240,13 @@ def _load_error_detail(err: Exception) -> str:
     for line in lines:
         if "Unsupported global" in line:
             return line.split(" was not an allowed global")[0][:200]
+    for i, line in enumerate(lines):  # "WeightsUnpickler error:" then the refused thing, e.g. "Unsupported operand 149"
+        if line.startswith("Unsupported") or line.endswith("WeightsUnpickler error:"):
+            rest = line if line.startswith("Unsupported") else " ".join(lines[i + 1 : i + 2])
+            if rest:
+                return f"refused: {rest}"[:200]
+    if lines and lines[0].startswith("Weights only load failed"):  # torch's advice to load unsafely is not ours
+        return "refused by the weights-only unpickler"
     return (lines[0] if lines else "no message")[:200]
 
 

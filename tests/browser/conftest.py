@@ -9,18 +9,13 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.mlflow_server import MlflowServer
 
 STUDY = "browser"
 N_TRIALS = 3
@@ -160,57 +155,15 @@ def page(browser: Any, artifacts_dir: Path, request: pytest.FixtureRequest) -> I
 
 
 # ------------------------------------------------------------------------------------------------ mlflow server
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` on a free 127.0.0.1 port: sqlite backend store, proxied artifacts. Always stopped."""
-    d = tmp_path_factory.mktemp("mlflow_server")
-    port = free_port()
-    log_path = d / "mlflow_server.log"
-    env = dict(os.environ)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    # No huey job runner (7 extra processes on a 2-core machine, and a temp folder in /dev/shm per start):
-    # the runs table and the artifact browser do not use it.
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{d / 'mlflow.db'}",
-             "--artifacts-destination", str(d / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1"],  # fmt: skip
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=d,
-            env=env,
-            start_new_session=True,  # its own process group: stopping it stops uvicorn too, and only that
-        )
-    url = f"http://127.0.0.1:{port}"
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow_server"))
+    server.start(timeout=90)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start on {url} (exit code {proc.poll()}); its log:\n"
-                            + log_path.read_text(errors="replace")[-3000:], pytrace=False)  # fmt: skip
-            time.sleep(0.3)
-        yield url
+        yield server.url
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        server.stop()
 
 
 # --------------------------------------------------------------------------------------------------- the sweep

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import io
-import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.mlflow_server import MlflowServer
 
 from harness.space import load_space
 from harness.sweep import run_sweep
@@ -44,39 +41,12 @@ def pg_databases() -> Iterator[tuple[str, str]]:
 
 @pytest.fixture
 def mlflow_server(tmp_path: Path, pg_databases: tuple[str, str]) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = (tmp_path / "mlflow_server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", pg_databases[1],
-         "--artifacts-destination", str(tmp_path / "server_artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],  # fmt: skip
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = MlflowServer(tmp_path / "mlflow_server", backend_store_uri=pg_databases[1])
+    server.start()
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("mlflow server did not start: " + (tmp_path / "mlflow_server.log").read_text()[-2000:])
-            time.sleep(0.5)
-        yield url
+        yield server.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        server.stop()
 
 
 def test_two_workers_share_one_study(

@@ -30,9 +30,9 @@ class TrialWatch:
     """Reads optuna.db and mlflow.db directly (cheap enough to poll every few ms while workers run).
 
     Only RUNNING trials that have heartbeated are seen. ``mid_trial()``: those whose own MLflow run exists and is
-    recorded on the trial -- a kill there lands inside the pipeline. ``inherited()``: those whose recorded run
-    belongs to another trial (a retry that has not created its own run yet; ``RetryHeartbeatStaleTrialCallback``
-    copies the user attributes)."""
+    recorded on the trial -- a kill there lands inside the pipeline. ``retry_before_run()``: retries of a stale
+    trial whose own run is not recorded yet (none, or -- the bug this guards against -- the run of the trial they
+    retry, which ``RetryHeartbeatStaleTrialCallback`` would copy with the user attributes)."""
 
     def __init__(self, optuna_db: Path, mlflow_db: Path) -> None:
         self.optuna_db, self.mlflow_db = optuna_db, mlflow_db
@@ -45,23 +45,25 @@ class TrialWatch:
                 self._opt = sqlite3.connect(f"file:{self.optuna_db}?mode=ro", uri=True, timeout=5)
                 self._mlf = sqlite3.connect(f"file:{self.mlflow_db}?mode=ro", uri=True, timeout=5)
             running = self._opt.execute(
-                "select t.number, a.value_json from trials t left join trial_user_attributes a "
-                "on a.trial_id = t.trial_id and a.key = 'mlflow_run_id' join trial_heartbeats h "
+                "select t.number, a.value_json, r.key is not null from trials t left join trial_user_attributes a "
+                "on a.trial_id = t.trial_id and a.key = 'mlflow_run_id' left join trial_system_attributes r "
+                "on r.trial_id = t.trial_id and r.key = 'failed_trial' join trial_heartbeats h "
                 "on h.trial_id = t.trial_id where t.state = 'RUNNING'"
             ).fetchall()  # only trials that heartbeat (see test_kill_right_after_ask_is_detected)
             own = dict(self._mlf.execute("select value, run_uuid from tags where key = 'hefsweep.trial'").fetchall())
         except sqlite3.OperationalError:  # not there yet, or busy: try again at the next poll
             self.close()
             return [], {}
-        return [(n, json.loads(v) if v else None) for n, v in running], {int(k): v for k, v in own.items()}
+        rows = [(n, json.loads(v) if v else None, bool(retry)) for n, v, retry in running]
+        return rows, {int(k): v for k, v in own.items()}
 
     def mid_trial(self, exclude: set[int] = frozenset()) -> list[int]:  # type: ignore[assignment]
         running, own = self._rows()
-        return [n for n, rid in running if n not in exclude and rid is not None and own.get(n) == rid]
+        return [n for n, rid, _ in running if n not in exclude and rid is not None and own.get(n) == rid]
 
-    def inherited(self, exclude: set[int] = frozenset()) -> list[int]:  # type: ignore[assignment]
+    def retry_before_run(self, exclude: set[int] = frozenset()) -> list[int]:  # type: ignore[assignment]
         running, own = self._rows()
-        return [n for n, rid in running if n not in exclude and rid is not None and own.get(n) != rid]
+        return [n for n, rid, retry in running if n not in exclude and retry and (rid is None or own.get(n) != rid)]
 
     def close(self) -> None:
         for c in (self._opt, self._mlf):
@@ -180,15 +182,6 @@ def test_ten_sigkills_in_one_study_lose_nothing(
     assert kill_seconds < 120
 
 
-BUG_RETRY_INHERITS_RUN = (
-    "harness/sweep.py _storage: RetryHeartbeatStaleTrialCallback copies the stale trial's user attributes into the "
-    "retry, including mlflow_run_id; when the retry is killed before it has its own run, on_failed() now gives it a "
-    "KILLED run, but the FAIL trial's mlflow_run_id still names the ORIGINAL trial's run (trials.json, report) and "
-    "can no longer be corrected -- the retry must not inherit it"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_RETRY_INHERITS_RUN)
 def test_kill_before_a_retried_trial_has_its_own_run(
     tiny_checkpoint: Path, demo_data: Path, tmp_path: Path, rel: Any, record: Any, shared_cache: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -211,13 +204,13 @@ def test_kill_before_a_retried_trial_has_its_own_run(
     killed: set[int] = set()
 
     def victim(early: bool) -> tuple[bool, int | None]:
-        """Start a worker; kill it mid-pipeline, or (early) as soon as its trial runs on an inherited run id."""
+        """Start a worker; kill it mid-pipeline, or (early) as soon as it runs a retry that has no run of its own."""
         proc = subprocess.Popen(rel.worker_cmd("r", 100, root), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)  # fmt: skip
         deadline = time.monotonic() + 60
         hit, target = False, None
         while time.monotonic() < deadline and proc.poll() is None:
-            early_hit = watch.inherited(killed) if early else []
+            early_hit = watch.retry_before_run(killed) if early else []
             if early_hit:
                 hit, target = True, early_hit[0]
                 break
@@ -268,21 +261,14 @@ def test_kill_before_a_retried_trial_has_its_own_run(
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
-BUG_NO_HEARTBEAT = (
-    "harness/sweep.py _storage (optuna RDBStorage._get_stale_trial_ids skips RUNNING trials without a heartbeat row): "
-    "a worker killed between study.ask() and its heartbeat thread's first write leaves the trial RUNNING forever -- "
-    "never failed, never retried, its MLflow run (if any) never ended"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_NO_HEARTBEAT)
 def test_kill_right_after_ask_is_detected(
     tiny_checkpoint: Path, demo_data: Path, tmp_path: Path, rel: Any, record: Any, shared_cache: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    """A worker that dies right after Optuna handed it a trial (before the heartbeat thread wrote once) -- simulated
-    exactly: a process asks for a trial on the heartbeat-enabled storage and SIGKILLs itself. The next worker must
-    fail and retry that trial like any other stale trial."""
+    """A worker that dies right after Optuna handed it a trial (before its heartbeat thread wrote once) -- simulated
+    exactly: a process asks for a trial on the storage a worker uses and SIGKILLs itself. The next worker must
+    fail and retry that trial like any other stale trial. (A process on Optuna's plain RDBStorage leaves no
+    heartbeat row at all: tests/unit/test_heartbeat.py covers that case.)"""
     import optuna
     from optuna.trial import TrialState
 
@@ -294,7 +280,8 @@ def test_kill_right_after_ask_is_detected(
     storage = f"sqlite:///{root / 'optuna.db'}"
     code = (
         "import os, signal, optuna\n"
-        f"s = optuna.storages.RDBStorage({storage!r}, heartbeat_interval=1, grace_period=2)\n"
+        "from harness._heartbeat import HeartbeatStorage\n"
+        f"s = HeartbeatStorage({storage!r}, heartbeat_interval=1, grace_period=2)\n"
         "optuna.load_study(study_name='a', storage=s).ask()\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )

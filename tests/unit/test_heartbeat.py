@@ -1,0 +1,70 @@
+"""harness/_heartbeat.py: no RUNNING trial escapes the heartbeat reaper."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+from harness import _heartbeat
+from harness._heartbeat import HeartbeatStorage
+
+
+def _rows(db: Path) -> set[int]:
+    with sqlite3.connect(db) as con:
+        return {r[0] for r in con.execute("select trial_id from trial_heartbeats")}
+
+
+def test_ask_writes_the_heartbeat_row_before_it_returns(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    storage = HeartbeatStorage(f"sqlite:///{db}", heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.enqueue_trial({"x": 1.0})
+    waiting = study.ask()  # a WAITING trial made RUNNING
+    fresh = study.ask()  # a new trial created RUNNING
+    assert _rows(db) == {waiting._trial_id, fresh._trial_id}
+
+    plain = optuna.create_study(study_name="p", storage=RDBStorage(f"sqlite:///{tmp_path / 'p.db'}",
+                                                                   heartbeat_interval=1, grace_period=2))  # fmt: skip
+    plain.ask()
+    assert _rows(tmp_path / "p.db") == set()  # Optuna's own storage: no row until a heartbeat thread writes one
+
+
+def test_running_trial_without_a_row_goes_stale_after_the_grace_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    foreign = optuna.create_study(study_name="s", storage=RDBStorage(url, heartbeat_interval=1, grace_period=2))
+    silent = foreign.ask()._trial_id  # a process on the plain storage died here: no heartbeat row, ever
+    alive = foreign.ask()._trial_id  # this one's worker lives and heartbeats later
+    storage = HeartbeatStorage(url, heartbeat_interval=1, grace_period=2)
+    study_id = foreign._study_id
+    assert RDBStorage(url, heartbeat_interval=1, grace_period=2)._get_stale_trial_ids(study_id) == []  # Optuna: never
+
+    clock = [1000.0]
+    monkeypatch.setattr(_heartbeat.time, "monotonic", lambda: clock[0])
+    assert storage._get_stale_trial_ids(study_id) == []  # first seen now
+    clock[0] += 1.5
+    storage.record_heartbeat(alive)
+    assert storage._get_stale_trial_ids(study_id) == []  # within the grace period
+    clock[0] += 1.0  # 2.5 s since first seen > grace 2 s
+    assert storage._get_stale_trial_ids(study_id) == [silent]  # the one with a heartbeat is not
+
+
+def test_fail_stale_trials_fails_and_retries_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    optuna.create_study(study_name="s", storage=RDBStorage(url)).ask()
+    retried: list[int] = []
+    storage = HeartbeatStorage(url, heartbeat_interval=1, grace_period=2,
+                               heartbeat_stale_trial_callback=lambda study, t: retried.append(t.number))  # fmt: skip
+    study = optuna.load_study(study_name="s", storage=storage)
+    clock = [0.0]
+    monkeypatch.setattr(_heartbeat.time, "monotonic", lambda: clock[0])
+    optuna.storages.fail_stale_trials(study)
+    clock[0] = 3.0
+    optuna.storages.fail_stale_trials(study)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] and retried == [0]
