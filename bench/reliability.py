@@ -125,7 +125,7 @@ def summarize(rows: list[dict[str, Any]], counts: dict[str, int], seconds: float
         if check == "shell strings":
             print(f"  shell strings: {rs[0]['hits']} in {rs[0]['files']} harness files")
         elif check == "layer pattern":
-            print(f"  layer patterns past the loader refused by the script builder: {len(rs)}/{len(rs)} "
+            print(f"  layer patterns refused by the script builder (override sets made in code, no loader): {len(rs)}/{len(rs)} "
                   f"({', '.join(sorted({r['rejected_by'] for r in rs}))})")  # fmt: skip
         else:
             ran = sum(bool(r["executed"]) for r in rs)

@@ -6,6 +6,7 @@ import argparse
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 from harness._command import Command, store_options
 from harness.errors import HarnessError
@@ -54,8 +55,8 @@ class Diff(Command):
         runs = {rid: client.get_run(rid) for rid in (args.run_a, args.run_b)}
         label = {rid: r.info.run_name or rid[:12] for rid, r in runs.items()}
         la, lb = label[args.run_a], label[args.run_b]
-        print(f"A = {la} ({args.run_a}), table {src_a}, {len(a.rows)} tensors, {a.n_inputs} inputs")
-        print(f"B = {lb} ({args.run_b}), table {src_b}, {len(b.rows)} tensors, {b.n_inputs} inputs")
+        print(f"A = {la} ({args.run_a}), table {src_a}, {_size(a)}")
+        print(f"B = {lb} ({args.run_b}), table {src_b}, {_size(b)}")
 
         pa, pb = runs[args.run_a].data.params, runs[args.run_b].data.params
         changed = sorted(k for k in set(pa) | set(pb) if pa.get(k) != pb.get(k))
@@ -86,3 +87,9 @@ class Diff(Command):
                 shown = ", ".join(names[:5]) + (f", ... ({len(names) - 5} more)" if len(names) > 5 else "")
                 print(f"{tag}: {shown}")
         return 0
+
+
+def _size(report: Any) -> str:
+    if report.backend == "hailo":  # HN layers, measured by the DFC on its own data
+        return f"{len(report.rows)} HN layers (the DFC's layer noise analysis)"
+    return f"{len(report.rows)} tensors, {report.n_inputs} inputs"

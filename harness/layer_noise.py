@@ -13,10 +13,11 @@ output's SQNR is therefore close to, not identical with, what the trial's emulat
 
 ``inf`` means the two tensors are identical. Rows come sorted worst first.
 
-Hailo (``hailo`` backend): the DFC has its own layer noise analysis (``runner.analyze_noise`` and
-``get_params_statistics()``, ``../shared/dfc_api.md`` section 5.3). hefsweep reads it only where the installed
-SDK provides it *and* hefsweep has been validated against it; the test fake does not implement it, so the
-report says "not available" with the reason. No numbers are invented.
+Hailo (``hailo`` backend): the DFC's own layer noise analysis, read from the runner's params statistics right after
+``optimize()`` (``layer_noise_analysis/snr`` of an advanced ``analyze_noise`` run, else ``partial_snr`` of the simple
+analysis optimize runs at optimization level >= 1; ``../shared/dfc_api.md`` section 5.3, the layout HACE's
+``high_precision_inspector.py`` reads). Where the DFC recorded none, the report says "not available" and why. Tested
+against the fake DFC only, whose numbers are its own simulation.
 
 Pipeline use (after emulate; the stage's folder gets ``layer_noise.json``, ``.csv`` and ``.png``)::
 
@@ -58,12 +59,16 @@ __all__ = [
 log = logging.getLogger("harness.layer_noise")
 
 #: Part of the noise stage's cache key: bump when the numbers or the files change.
-NOISE_VERSION = 1
+NOISE_VERSION = 2
 #: The files a noise folder holds (the plot only where matplotlib is importable, the table only when available).
 FILES = ("layer_noise.json", "layer_noise.csv", "layer_noise.png")
 #: Layers below this SQNR are "sensitive" (Hailo staff's rule of thumb, dfc_api.md 5.3); marked in the plot.
 SENSITIVE_DB = 10.0
 _FORMAT = "hefsweep.layer_noise/1"
+_ORT_DEFINITION = (
+    "sqnr_db = 10*log10(sum(ref^2)/sum((ref-q)^2)) over all inputs; ref: float ONNX tensor, q: the QDQ model's "
+    "dequantized tensor of the same name; inf = identical"
+)
 _BITS = {2: 8, 3: 8, 4: 16, 5: 16, 21: 4, 22: 4}  # zero-point TensorProto type -> bits (UINT8, INT8, UINT16 ...)
 _FLOAT = 1  # TensorProto.FLOAT
 _CHUNK = 256  # tensors exposed per session (bounds the memory of one run)
@@ -131,6 +136,7 @@ class NoiseReport:
     reason: str = ""
     n_inputs: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
+    definition: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -139,8 +145,7 @@ class NoiseReport:
             "available": self.available,
             "reason": self.reason,
             "n_inputs": self.n_inputs,
-            "definition": "sqnr_db = 10*log10(sum(ref^2)/sum((ref-q)^2)) over all inputs; ref: float ONNX tensor, "
-            "q: the QDQ model's dequantized tensor of the same name; inf = identical",
+            "definition": self.definition or _ORT_DEFINITION,
             "rows": [r.to_dict() for r in self.rows],
             "skipped": self.skipped,
         }
@@ -156,6 +161,7 @@ class NoiseReport:
             reason=str(d.get("reason", "")),
             n_inputs=int(d.get("n_inputs", 0)),
             skipped=dict(d.get("skipped", {})),
+            definition=str(d.get("definition", "")),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -354,17 +360,31 @@ def noise_report(float_onnx: str | Path, qdq_onnx: str | Path, inputs: np.ndarra
 
 
 # -- Hailo -----------------------------------------------------------------------------------------------------
-def hailo_noise_report(har: str | Path | None = None) -> NoiseReport:
-    """The DFC's layer noise analysis for a quantized HAR -- not available in hefsweep yet; says why.
+def hailo_noise_report(har: str | Path) -> NoiseReport:
+    """The DFC's own per-layer SNR for a quantized HAR, as the Hailo optimize stage recorded it.
 
-    ``runner.analyze_noise`` stores its per-layer SNR in the runner's params statistics (dfc_api.md 5.3). The
-    fake SDK used in tests does not implement it, so no reader could be validated; hefsweep reports the table
-    as not available instead of guessing the statistics' layout (and never invents numbers).
+    :meth:`HailoBackend.optimize <harness.backends.hailo.HailoBackend.optimize>` reads the runner's params
+    statistics (``layer_noise_analysis/snr`` from an advanced analysis, else ``partial_snr`` from the simple one
+    that ``optimize()`` runs; dfc_api.md 5.3) into ``dfc_layer_noise.json`` next to the HAR; this reads that file,
+    so the harness process never loads the SDK. Rows are HN layers; ``node`` holds their ONNX ``original_names``.
     """
-    from harness.backends.hailo import noise_analysis_unavailable_reason
-
-    reason = noise_analysis_unavailable_reason()
-    return NoiseReport("hailo", False, [], f"layer noise analysis not available: {reason}")
+    path = Path(har).parent / "dfc_layer_noise.json"
+    if not path.is_file():
+        return NoiseReport("hailo", False, [], "layer noise analysis not available: the optimize stage wrote no "
+                           "dfc_layer_noise.json (made by an older hefsweep; re-run without the cache)")  # fmt: skip
+    doc = json.loads(path.read_text())
+    if not doc.get("available"):
+        return NoiseReport("hailo", False, [], f"layer noise analysis not available: {doc.get('reason', '?')}")
+    rows = [
+        Row(tensor=r["layer"], node=",".join(r.get("original_names", [])), op_type=r.get("type", ""),
+            sqnr_db=float(r["sqnr_db"]), bits=None, index=int(r.get("index", -1)))  # fmt: skip
+        for r in doc["rows"]
+    ]
+    rows.sort(key=lambda r: (r.sqnr_db, r.index))
+    sources = sorted({r.get("source", "?") for r in doc["rows"]})
+    definition = (f"the DFC's layer noise analysis ({'/'.join(sources)}: simple = every layer quantized, advanced = "
+                  "one layer at a time), SNR at each HN layer's output [dB], worst output per layer")  # fmt: skip
+    return NoiseReport("hailo", True, rows, "", 0, {}, definition)
 
 
 # -- files -----------------------------------------------------------------------------------------------------
@@ -428,9 +448,12 @@ def _plot(report: NoiseReport, path: Path, title: str) -> Path | None:
         [*handles, ax.lines[0]], [*ops, ax.lines[0].get_label()],
         fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
     )  # fmt: skip
-    ax.set_xlabel("tensor (float graph order)")
-    ax.set_ylabel("SQNR [dB]")
-    ax.set_title(title or f"Per-tensor SQNR, float vs quantized ({report.n_inputs} inputs)", fontsize=9)
+    hailo = report.backend == "hailo"
+    ax.set_xlabel("HN layer (DFC order)" if hailo else "tensor (float graph order)")
+    ax.set_ylabel("SNR [dB]" if hailo else "SQNR [dB]")
+    default = ("Per-layer SNR, the DFC's layer noise analysis" if hailo
+               else f"Per-tensor SQNR, float vs quantized ({report.n_inputs} inputs)")  # fmt: skip
+    ax.set_title(title or default, fontsize=9)
     ax.set_xlim(-1, len(rows))
     fig.tight_layout()
     fig.savefig(path)

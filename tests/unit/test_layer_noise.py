@@ -134,10 +134,25 @@ def test_noise_stage_writes_files_and_never_raises(models: dict[str, object], tm
     assert read_noise(tmp_path / "bad" / "layer_noise.json").rows == []
 
 
-def test_hailo_is_not_available_and_says_why(tmp_path: Path) -> None:
+def test_hailo_without_the_dfc_table_is_not_available_and_says_why(tmp_path: Path) -> None:
     rep = hailo_noise_report(tmp_path / "model_quantized.har")
     assert rep.available is False and rep.rows == []
-    assert rep.reason.startswith("layer noise analysis not available: ")
-    meta = noise_stage("hailo", tmp_path / "m.onnx", tmp_path / "q.har", np.zeros((1, 1, 1, 8), np.float32), tmp_path / "h")
-    assert meta == {"available": False, "reason": rep.reason}
+    assert rep.reason.startswith("layer noise analysis not available: ") and "dfc_layer_noise.json" in rep.reason
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "dfc_layer_noise.json").write_text(json.dumps({"available": False, "reason": "level 0"}))
+    meta = noise_stage("hailo", tmp_path / "m.onnx", tmp_path / "q" / "q.har", np.zeros((1, 1, 1, 8), np.float32), tmp_path / "h")
+    assert meta == {"available": False, "reason": "layer noise analysis not available: level 0"}
     assert [p.name for p in (tmp_path / "h").iterdir()] == ["layer_noise.json"]  # no table, no plot: no numbers
+
+
+def test_hailo_table_from_the_dfc_statistics(tmp_path: Path) -> None:
+    rows = [{"layer": "net/conv1", "original_names": ["/a/Conv"], "type": "conv", "sqnr_db": 31.0, "source": "simple", "index": 1},
+            {"layer": "net/ew_div1", "original_names": ["/a/Div"], "type": "ew_div", "sqnr_db": 4.5, "source": "simple", "index": 2}]  # fmt: skip
+    (tmp_path / "dfc_layer_noise.json").write_text(json.dumps({"available": True, "rows": rows}))
+    meta = noise_stage("hailo", tmp_path / "m.onnx", tmp_path / "q.har", np.zeros((1, 1, 1, 8), np.float32), tmp_path / "h")
+    assert meta["available"] and meta["worst_tensor"] == "net/ew_div1" and meta["n_sensitive"] == 1
+    rep = read_noise(tmp_path / "h" / "layer_noise.json")
+    assert [(r.tensor, r.node, r.op_type, r.sqnr_db) for r in rep.rows] == [
+        ("net/ew_div1", "/a/Div", "ew_div", 4.5), ("net/conv1", "/a/Conv", "conv", 31.0)]  # fmt: skip
+    assert "DFC's layer noise analysis (simple" in json.loads((tmp_path / "h" / "layer_noise.json").read_text())["definition"]
+    assert (tmp_path / "h" / "layer_noise.png").is_file()

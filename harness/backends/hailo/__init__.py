@@ -7,17 +7,19 @@ the SDK; constructing :class:`HailoBackend` does.
 from __future__ import annotations
 
 from harness.backends.hailo._backend import (
+    DFC_NOISE_FILE,
     INSTALL_HINT,
     KNOWN_HW_ARCHS,
     HailoBackend,
+    dfc_layer_noise,
     layer_table,
-    noise_analysis_unavailable_reason,
 )
 from harness.backends.hailo._layers import LayerRef, LayerTable, layer_map, match_patterns, resolve_layer
 from harness.backends.hailo._rules import RULES, Diagnosis, explain
 from harness.backends.hailo._script import ModelScript, build_script, safe_layer_name
 
 __all__ = [
+    "DFC_NOISE_FILE",
     "INSTALL_HINT",
     "KNOWN_HW_ARCHS",
     "RULES",
@@ -27,11 +29,11 @@ __all__ = [
     "LayerTable",
     "ModelScript",
     "build_script",
+    "dfc_layer_noise",
     "explain",
     "layer_map",
     "layer_table",
     "match_patterns",
-    "noise_analysis_unavailable_reason",
     "resolve_layer",
     "safe_layer_name",
 ]

@@ -9,8 +9,8 @@ third-party report, [I] inferred).
 Artifacts (all inside the verb's workdir, nothing else crosses the protocol but paths, dataclasses and arrays):
 
 - translate: ``model.har`` (parsed float model) and ``layer_map.json`` (HN layer -> type, ONNX ``original_names``);
-- optimize: ``model_script.alls`` (written *after* every override target was validated against the HN) and
-  ``model_quantized.har``;
+- optimize: ``model_script.alls`` (written *after* every override target was validated against the HN),
+  ``model_quantized.har`` and ``dfc_layer_noise.json`` (the DFC's per-layer SNR from its params statistics);
 - compile: ``model.hef`` and ``model_compiled.har`` (the compiled HAR, for ``hailo profiler``);
 - emulate: returns ``[n, n_src, 1, W]`` float32 from ``SDK_QUANTIZED`` emulation.
 
@@ -38,7 +38,7 @@ from harness.backends.hailo._layers import LayerTable, layer_map
 from harness.backends.hailo._script import build_script
 from harness.errors import BackendUnavailable, ConfigError
 
-__all__ = ["INSTALL_HINT", "KNOWN_HW_ARCHS", "HailoBackend", "layer_table"]
+__all__ = ["DFC_NOISE_FILE", "INSTALL_HINT", "KNOWN_HW_ARCHS", "HailoBackend", "dfc_layer_noise", "layer_table"]
 
 INSTALL_HINT = (
     "download the Dataflow Compiler wheel (hailo_dataflow_compiler-<version>-py3-none-linux_x86_64.whl) from the "
@@ -240,6 +240,8 @@ class HailoBackend:
         runner.optimize({input_layer: data})
         out = workdir / "model_quantized.har"
         runner.save_har(str(out))  # §1.5 [C]
+        # the DFC's own per-layer SNR, read here where the runner is (the harness process never loads the SDK)
+        (workdir / DFC_NOISE_FILE).write_text(json.dumps(dfc_layer_noise(runner, layers), indent=2))
         info = {
             "hw_arch": self.hw_arch,
             "net_name": self.net_name,
@@ -289,15 +291,53 @@ class HailoBackend:
         return np.ascontiguousarray(np.transpose(y, (0, 3, 1, 2)))  # NHWC -> [n, n_src, 1, W]
 
 
-def noise_analysis_unavailable_reason() -> str:
-    """Why hefsweep reports no DFC layer-noise table (the SDK probe lives here: only this package imports it)."""
+#: Written next to the quantized HAR by :meth:`HailoBackend.optimize`: the DFC's per-layer SNR (or why there is none).
+DFC_NOISE_FILE = "dfc_layer_noise.json"
+_LAT_KEYS = (("layer_noise_analysis/snr", "advanced"), ("layer_noise_analysis/partial_snr", "simple"))
+
+
+def dfc_layer_noise(runner: Any, layers: dict[str, Any]) -> dict[str, Any]:
+    """The per-layer SNR the DFC recorded in the runner's params statistics (dfc_api.md §5.3).
+
+    ``get_params_statistics()[layer]["layer_noise_analysis/snr"]`` comes from an advanced analysis
+    (``analyze_noise``), ``.../partial_snr`` from the simple one ``optimize()`` runs at optimization level >= 1
+    (the reader of HACE's ``high_precision_inspector.py`` [C]; it also skips input and output layers and prefers
+    ``snr``). A value is an array (one per output): the worst one is kept. Never raises: a diagnostic must not
+    fail an optimize that passed.
+
+    Returns:
+        ``{"available": True, "rows": [{layer, original_names, type, sqnr_db, source, index}]}`` or
+        ``{"available": False, "reason": ...}``.
+    """
+    getter = getattr(runner, "get_params_statistics", None)
+    if getter is None:
+        return {"available": False, "reason": "this hailo_sdk_client's ClientRunner has no get_params_statistics()"}
     try:
-        from hailo_sdk_client import ClientRunner  # type: ignore[import-not-found]  # dfc_api.md 1.1 [C]
-    except Exception:  # noqa: BLE001 - any import failure means: no SDK here
-        return "the Hailo DFC (hailo_sdk_client) is not installed here"
-    if hasattr(ClientRunner, "analyze_noise"):  # dfc_api.md 5.3
-        return (
-            "the installed DFC has analyze_noise, but hefsweep has no validated reader of its results yet "
-            "(dfc_api.md 5.3); run `hailo analyze-noise <har> --analyze-mode advanced --data-path <npy>`"
-        )
-    return "the installed hailo_sdk_client has no analyze_noise (the test fake does not implement it)"
+        stats = getter()
+        rows = []
+        for index, (name, layer) in enumerate(layers.items()):
+            if layer.get("type") in ("input_layer", "output_layer"):
+                continue
+            try:
+                per = stats[name]
+            except (KeyError, IndexError, TypeError):
+                continue
+            for key, source in _LAT_KEYS:
+                value = per.get(key) if hasattr(per, "get") else None
+                if value is None:
+                    continue
+                arr = np.asarray(value, dtype=np.float64).reshape(-1)
+                if arr.size:
+                    rows.append({"layer": name, "original_names": list(layer.get("original_names", [])),
+                                 "type": str(layer.get("type", "")), "sqnr_db": float(arr.min()), "source": source,
+                                 "index": index})  # fmt: skip
+                    break
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        return {"available": False, "reason": f"get_params_statistics() failed: {type(exc).__name__}: {str(exc)[:200]}"}
+    if not rows:
+        return {
+            "available": False,
+            "reason": "the DFC recorded no layer_noise_analysis statistics (optimization level 0 runs none); run "
+            "`hailo analyze-noise <har> --analyze-mode advanced --data-path <npy>`",
+        }
+    return {"available": True, "rows": rows}

@@ -321,6 +321,60 @@ def test_cln_passes_optimize_and_compiles_a_hef(fake_dfc, models, signals, tmp_p
     assert comp.info["size_bytes"] == comp.path.stat().st_size and (tmp_path / "c" / "model_compiled.har").is_file()
 
 
+def test_optimize_records_the_dfc_layer_noise(fake_dfc, models, signals, tmp_path: Path) -> None:
+    """dfc_layer_noise.json next to the quantized HAR: the runner's layer_noise_analysis statistics per HN layer
+    (I/O layers skipped, as HACE's reader does); all-16-bit layers are cleaner than 8-bit ones, layer by layer."""
+    from harness.layer_noise import hailo_noise_report
+
+    be = get_backend("hailo")
+    tr = be.translate(models["cLN"], tmp_path / "t")
+    docs = {}
+    for name, ovs in {"8bit": NONE, "16bit": OverrideSet("p16", (Override("precision16", ("*",)),))}.items():
+        opt = be.optimize(tr, signals[0], ovs, QuantSettings(), tmp_path / name)
+        docs[name] = json.loads((opt.path.parent / "dfc_layer_noise.json").read_text())
+    hn = json.loads((tmp_path / "t" / "layer_map.json").read_text())
+    inner = {k for k, v in hn.items() if v["type"] not in ("input_layer", "output_layer")}
+    for doc in docs.values():
+        assert doc["available"] and {r["layer"] for r in doc["rows"]} == inner
+        assert {r["source"] for r in doc["rows"]} == {"simple"}  # optimize's own analysis: partial_snr
+    snr = {k: {r["layer"]: r["sqnr_db"] for r in d["rows"]} for k, d in docs.items()}
+    finite = [k for k in inner if np.isfinite(snr["8bit"][k]) and np.isfinite(snr["16bit"][k])]
+    gain = [snr["16bit"][k] - snr["8bit"][k] for k in finite]  # errors accumulate: far from the ideal +48 dB
+    assert len(finite) == len(inner) and min(gain) > 6.0 and float(np.median(gain)) > 12.0, sorted(gain)[:5]
+    rep = hailo_noise_report(tmp_path / "8bit" / "model_quantized.har")
+    assert rep.available and rep.backend == "hailo" and len(rep.rows) == len(inner)
+    assert rep.rows[0].sqnr_db == min(snr["8bit"].values())  # worst first
+
+
+def test_dfc_layer_noise_without_statistics_says_why() -> None:
+    from harness.backends.hailo import dfc_layer_noise
+
+    layers = {"net/input_layer1": {"type": "input_layer"}, "net/conv1": {"type": "conv", "original_names": ["/c"]}}
+
+    class Old:  # a DFC without get_params_statistics
+        pass
+
+    class Level0:  # optimize at level 0 recorded nothing
+        def get_params_statistics(self) -> dict:
+            return {"net/conv1": {}}
+
+    class Broken:
+        def get_params_statistics(self) -> dict:
+            raise RuntimeError("no statistics in this state")
+
+    class Advanced:  # an analyze_noise run: 'snr' preferred over 'partial_snr', the worst output kept
+        def get_params_statistics(self) -> dict:
+            return {"net/conv1": {"layer_noise_analysis/partial_snr": np.array([30.0]),
+                                  "layer_noise_analysis/snr": np.array([12.5, 9.0])}}  # fmt: skip
+
+    assert "no get_params_statistics" in dfc_layer_noise(Old(), layers)["reason"]
+    assert "optimization level 0" in dfc_layer_noise(Level0(), layers)["reason"]
+    assert "RuntimeError: no statistics" in dfc_layer_noise(Broken(), layers)["reason"]
+    assert dfc_layer_noise(Advanced(), layers) == {"available": True, "rows": [
+        {"layer": "net/conv1", "original_names": ["/c"], "type": "conv", "sqnr_db": 9.0, "source": "advanced", "index": 1}
+    ]}  # fmt: skip
+
+
 def test_wide_sixteen_bit_model_is_agent_infeasible(fake_dfc, tiny_checkpoint, tmp_path: Path) -> None:
     wide = 8192  # latent 1024 x 32 channels: 32 KiB rows at 8 bits fit the fake's budget, 64 KiB at 16 do not
     onnx_path = _export(tiny_checkpoint, tmp_path / "wide.onnx", wide, "cLN")

@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["collect_ranges", "fake_quant", "run"]
+__all__ = ["collect_ranges", "fake_quant", "run", "tensor_values"]
 
 
 def _session(model: onnx.ModelProto) -> ort.InferenceSession:
@@ -121,3 +121,37 @@ def run(model: onnx.ModelProto, input_name: str, x_nchw: np.ndarray) -> np.ndarr
     out_name = sess.get_outputs()[0].name
     rows = [sess.run([out_name], {input_name: x_nchw[i : i + 1].astype(np.float32)})[0] for i in range(len(x_nchw))]
     return np.concatenate(rows, axis=0).astype(np.float32)
+
+
+def tensor_values(model: onnx.ModelProto, tensors: list[str], input_name: str, x_nchw: np.ndarray) -> dict[str, np.ndarray]:
+    """The values of ``tensors`` (graph tensors of ``model``) for rows ``[n, C, H, W]``, stacked over rows."""
+    aug = onnx.ModelProto()
+    aug.CopyFrom(model)
+    present = {o.name for o in aug.graph.output}
+    for t in tensors:
+        if t not in present and t != input_name:
+            aug.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
+    sess = _session(aug)
+    names = [o.name for o in sess.get_outputs()]
+    rows: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
+    for row in x_nchw:
+        values = dict(zip(names, sess.run(names, {input_name: row[None].astype(np.float32)}), strict=True))
+        values[input_name] = row[None]
+        for t in tensors:
+            rows[t].append(np.asarray(values[t], dtype=np.float64))
+    return {t: np.concatenate(v, axis=0) for t, v in rows.items()}
+
+
+def layer_snr(model: onnx.ModelProto, plan: dict[str, tuple[float, float, int]], tensors: dict[str, str],
+              input_name: str, x_nchw: np.ndarray) -> dict[str, float]:  # fmt: skip
+    """Per HN layer: SNR [dB] of its output tensor, everything quantized vs float, over rows ``x`` -- the fake's
+    version of the DFC's *simple* layer noise analysis ("partial_snr", dfc_api.md 5.3) [I]."""
+    wanted = sorted(set(tensors.values()))
+    ref = tensor_values(model, wanted, input_name, x_nchw)
+    got = tensor_values(fake_quant(model, plan, input_name), wanted, input_name, x_nchw)
+    out = {}
+    for layer, t in tensors.items():
+        noise = float(np.sum((ref[t] - got[t]) ** 2))
+        signal = float(np.sum(ref[t] ** 2))
+        out[layer] = float("inf") if noise == 0.0 else (10.0 * np.log10(signal / noise) if signal > 0 else float("-inf"))
+    return out

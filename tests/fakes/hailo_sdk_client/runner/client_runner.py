@@ -29,6 +29,8 @@ __all__ = ["ClientRunner"]
 AGENT_BYTES = 32 * 1024
 #: The seed's numbers for a gLN reduction: "Desired shift is 10.0, but op has only 8 data bits" (HD) [T].
 DESIRED_SHIFT = 10.0
+#: Calibration rows the fake's simple layer noise analysis uses (the DFC's own count is not public) [I].
+LAT_ROWS = 4
 
 _NEG_SLOPE = (
     "Quantization failed in layer {layer} due to unsupported required slope. Desired shift is {shift:.1f}, but op "
@@ -170,7 +172,20 @@ class ClientRunner:
             bits[layer] = max([cfg.bits.get(layer, 8), *out_bits])
         self._fake["ranges"] = {k: [lo, hi, bits[k]] for k, (lo, hi) in ranges.items()}
         self._fake["calibset_size"] = int(len(calib))
+        # the simple layer noise analysis optimize(level >= 1) runs by default (dfc_api.md 5.3 [C]); its numbers
+        # here: every layer quantized, SNR of each layer's output vs float on a few calibration rows [I]
+        plan = {tensors[k]: (lo, hi, bits[k]) for k, (lo, hi) in ranges.items()}
+        self._fake["partial_snr"] = quant.layer_snr(model, plan, internal, input_name, calib[:LAT_ROWS])
         self.state = States.QUANTIZED_MODEL
+
+    def get_params_statistics(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per HN layer, its statistics; ``layer_noise_analysis/partial_snr`` once optimized (dfc_api.md 5.3: the
+        layout and key read by HACE's high_precision_inspector.py [C]; the values are the fake's [I])."""
+        snr = self._fake.get("partial_snr", {})
+        return {
+            name: ({"layer_noise_analysis/partial_snr": np.array([snr[name]], dtype=np.float32)} if name in snr else {})
+            for name in self._hn.get("layers", {})
+        }
 
     # -- compile (§4.1) ------------------------------------------------------------------------------------
     def compile(self) -> bytes:
