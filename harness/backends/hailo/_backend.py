@@ -107,6 +107,9 @@ class HailoBackend:
         net_name: HN network name; HN layers are ``<net_name>/<layer>``. An identifier.
         optimize_timeout: Suggested child-process timeout (s) for optimize, exposed as :attr:`stage_timeouts`.
         compile_timeout: Suggested child-process timeout (s) for compile (real allocations take 30+ minutes).
+        layer_noise: The layer noise analysis inside ``optimize()`` that hefsweep's per-layer table reads:
+            ``enabled``/``disabled`` set ``model_optimization_config(checker_cfg, policy=...)`` (§2.4 [C]; it costs
+            memory), ``default`` leaves it to the DFC (on at optimization level >= 1, §5.3 [C]).
 
     Raises:
         BackendUnavailable: ``hailo_sdk_client`` cannot be imported.
@@ -129,6 +132,7 @@ class HailoBackend:
         net_name: str = "convtas",
         optimize_timeout: float | None = None,
         compile_timeout: float | None = None,
+        layer_noise: str = "default",
     ) -> None:
         _sdk()
         try:
@@ -144,8 +148,11 @@ class HailoBackend:
         for stage, value in timeouts.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
                 raise ConfigError(f"backend option {stage}_timeout", repr(value), "a positive number of seconds")
+        if layer_noise not in ("default", "enabled", "disabled"):
+            raise ConfigError("backend option layer_noise", repr(layer_noise), "one of 'default', 'enabled', 'disabled'")
         self.hw_arch = hw_arch
         self.net_name = net_name
+        self.layer_noise = layer_noise
         #: Per-stage timeouts the pipeline may use for its child processes (only the ones given).
         self.stage_timeouts: dict[str, float] = {k: float(v) for k, v in timeouts.items() if v is not None}
 
@@ -227,7 +234,8 @@ class HailoBackend:
             )
         runner = self._runner(translated.path)
         layers = runner.get_hn_dict()["layers"]  # §4.2 [C]
-        script = build_script(overrides, settings, layers, calibset_size=int(calibration.shape[0]))
+        script = build_script(overrides, settings, layers, calibset_size=int(calibration.shape[0]),
+                              layer_noise=self.layer_noise)  # fmt: skip
 
         workdir.mkdir(parents=True, exist_ok=True)
         alls = script.write(workdir / "model_script.alls")
@@ -337,7 +345,8 @@ def dfc_layer_noise(runner: Any, layers: dict[str, Any]) -> dict[str, Any]:
     if not rows:
         return {
             "available": False,
-            "reason": "the DFC recorded no layer_noise_analysis statistics (optimization level 0 runs none); run "
+            "reason": "the DFC recorded no layer_noise_analysis statistics (optimization level 0 or a disabled "
+            "checker_cfg runs none); set backend option layer_noise: enabled, or run "
             "`hailo analyze-noise <har> --analyze-mode advanced --data-path <npy>`",
         }
     return {"available": True, "rows": rows}

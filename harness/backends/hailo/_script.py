@@ -9,7 +9,9 @@ unless noted):
   Hailo uses, its meaning is undocumented);
 - ``quantization_param([...], precision_mode=a16_w16)`` (§2.6);
 - ``pre_quantization_optimization(activation_clipping, layers=[...], mode=percentile, clipping_values=[lo, hi])``
-  (§2.7).
+  (§2.7);
+- ``model_optimization_config(checker_cfg, policy=enabled|disabled)`` (§2.4): the layer noise analysis that runs
+  inside ``optimize()`` (hefsweep's per-layer noise table; HD disabled it to save memory [T]).
 
 Safety: script text is never built from user input. Override patterns are first resolved against the HN
 (:func:`~harness.backends.hailo._layers.match_patterns`, which raises
@@ -118,6 +120,7 @@ def build_script(
     *,
     calibset_size: int,
     batch_size: int | None = None,
+    layer_noise: str = "default",
 ) -> ModelScript:
     """Build the model script for one trial.
 
@@ -127,6 +130,7 @@ def build_script(
         layers: The HN layers (``get_hn_dict()["layers"]``, or only their names).
         calibset_size: Number of calibration samples handed to ``optimize()``.
         batch_size: Calibration batch size; default ``min(8, calibset_size)``.
+        layer_noise: ``enabled`` / ``disabled`` write ``checker_cfg``'s policy; ``default`` leaves it to the DFC.
 
     Returns:
         The :class:`ModelScript`. Nothing is written.
@@ -204,6 +208,11 @@ def build_script(
     if flavor:
         head.append("model_optimization_flavor(" + ", ".join(f"{k}={v}" for k, v in flavor.items()) + ")")
     head.append(f"model_optimization_config(calibration, batch_size={int(batch)}, calibset_size={int(calibset_size)})")
+    if layer_noise in ("enabled", "disabled"):
+        head.append(f"model_optimization_config(checker_cfg, policy={layer_noise})")
+        applied.append(f"layer noise analysis {layer_noise}")
+    elif layer_noise != "default":
+        raise ConfigError("backend option layer_noise", repr(layer_noise), "one of 'default', 'enabled', 'disabled'")
     return ModelScript(
         text="\n".join(head + body) + "\n",
         applied=tuple(applied),

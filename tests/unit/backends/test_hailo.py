@@ -346,6 +346,30 @@ def test_optimize_records_the_dfc_layer_noise(fake_dfc, models, signals, tmp_pat
     assert rep.rows[0].sqnr_db == min(snr["8bit"].values())  # worst first
 
 
+def test_layer_noise_option_drives_the_dfc_checker(fake_dfc, models, signals, tmp_path: Path) -> None:
+    """backend option layer_noise writes checker_cfg's policy; at optimization level 0 the DFC runs no analysis
+    unless it is enabled (dfc_api.md 2.4, 5.3)."""
+    level0 = OverrideSet("l0", (Override("optimization_level", (), 0),))
+    cases = {
+        "default": ("default", NONE, True, None),
+        "disabled": ("disabled", NONE, False, "model_optimization_config(checker_cfg, policy=disabled)"),
+        "level0": ("default", level0, False, None),
+        "level0_enabled": ("enabled", level0, True, "model_optimization_config(checker_cfg, policy=enabled)"),
+    }
+    for name, (policy, ovs, available, line) in cases.items():
+        be = get_backend("hailo", layer_noise=policy)
+        tr = be.translate(models["cLN"], tmp_path / name / "t")
+        opt = be.optimize(tr, signals[0], ovs, QuantSettings(), tmp_path / name / "o")
+        doc = json.loads((opt.path.parent / "dfc_layer_noise.json").read_text())
+        assert doc["available"] is available, (name, doc)
+        script = opt.script.read_text()
+        assert (line in script) if line else ("checker_cfg" not in script), (name, script)
+        if not available:
+            assert "layer_noise: enabled" in doc["reason"]
+    with pytest.raises(ConfigError, match="layer_noise"):
+        get_backend("hailo", layer_noise="on")
+
+
 def test_dfc_layer_noise_without_statistics_says_why() -> None:
     from harness.backends.hailo import dfc_layer_noise
 

@@ -57,6 +57,7 @@ class ScriptConfig:
     batch_size: int = 8
     optimization_level: int = 2
     compression_level: int = 1
+    checker: str | None = None  # model_optimization_config(checker_cfg, policy=enabled|disabled); None: the default
     other: list[str] = field(default_factory=list)
 
 
@@ -151,6 +152,11 @@ def parse_script(text: str, net: str, layer_names: list[str], into: ScriptConfig
         elif cmd == "model_optimization_config" and pos[:1] == ["calibration"]:
             cfg.batch_size = int(_number(kw.get("batch_size", str(cfg.batch_size)), line))
             cfg.calibset_size = int(_number(kw.get("calibset_size", str(cfg.calibset_size)), line))
+        elif cmd == "model_optimization_config" and pos[:1] == ["checker_cfg"]:
+            policy = kw.get("policy", "enabled")
+            if policy not in ("enabled", "disabled"):
+                raise _fail(line)
+            cfg.checker = policy
         elif cmd == "model_optimization_flavor":
             cfg.optimization_level = int(_number(kw.get("optimization_level", str(cfg.optimization_level)), line))
             cfg.compression_level = int(_number(kw.get("compression_level", str(cfg.compression_level)), line))

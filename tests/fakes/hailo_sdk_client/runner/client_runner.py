@@ -172,10 +172,13 @@ class ClientRunner:
             bits[layer] = max([cfg.bits.get(layer, 8), *out_bits])
         self._fake["ranges"] = {k: [lo, hi, bits[k]] for k, (lo, hi) in ranges.items()}
         self._fake["calibset_size"] = int(len(calib))
-        # the simple layer noise analysis optimize(level >= 1) runs by default (dfc_api.md 5.3 [C]); its numbers
-        # here: every layer quantized, SNR of each layer's output vs float on a few calibration rows [I]
-        plan = {tensors[k]: (lo, hi, bits[k]) for k, (lo, hi) in ranges.items()}
-        self._fake["partial_snr"] = quant.layer_snr(model, plan, internal, input_name, calib[:LAT_ROWS])
+        # the simple layer noise analysis: optimize(level >= 1) runs it by default (dfc_api.md 5.3 [C]) and
+        # checker_cfg's policy turns it on or off (§2.4 [C]); its numbers here: every layer quantized, SNR of
+        # each layer's output vs float on a few calibration rows [I]
+        self._fake.pop("partial_snr", None)
+        if cfg.checker == "enabled" or (cfg.checker is None and cfg.optimization_level >= 1):
+            plan = {tensors[k]: (lo, hi, bits[k]) for k, (lo, hi) in ranges.items()}
+            self._fake["partial_snr"] = quant.layer_snr(model, plan, internal, input_name, calib[:LAT_ROWS])
         self.state = States.QUANTIZED_MODEL
 
     def get_params_statistics(self) -> dict[str, dict[str, np.ndarray]]:
