@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import torch
 
+from support.models import tiny_config
+
 from harness.errors import CheckpointError
 from harness.model import (
     DEMO_CONFIG,
@@ -21,19 +23,7 @@ from harness.model import (
     save_checkpoint,
 )
 
-TINY = ConvTasNetConfig(
-    n_src=2,
-    n_filters=16,
-    kernel_size=8,
-    stride=4,
-    bn_chan=8,
-    hid_chan=16,
-    skip_chan=8,
-    n_blocks=2,
-    n_repeats=1,
-    encoder_activation="relu",
-    sample_rate=16000,
-)
+TINY = tiny_config(encoder_activation="relu")
 
 
 def _trained(config: ConvTasNetConfig = TINY, seed: int = 0) -> ConvTasNet4D:

@@ -19,6 +19,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from support.models import tiny_config
+
 from harness.model import (
     DEMO_CONFIG,
     PAPER_CONFIG,
@@ -29,18 +31,7 @@ from harness.model import (
 
 _log = logging.getLogger(__name__)
 
-TINY = ConvTasNetConfig(
-    n_src=2,
-    n_filters=16,
-    kernel_size=8,
-    stride=4,
-    bn_chan=8,
-    hid_chan=16,
-    skip_chan=8,
-    n_blocks=2,
-    n_repeats=1,
-    sample_rate=16000,
-)
+TINY = tiny_config()
 # Ops that move data between axes (channel <-> time); the horizontal model must have none.
 LAYOUT_OPS = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "DepthToSpace", "SpaceToDepth"}
 LAYOUT_ATEN = {"aten::view", "aten::reshape", "aten::transpose", "aten::permute", "aten::flatten", "aten::t"}

@@ -13,23 +13,14 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from harness.model import ConvTasNet4D, ConvTasNetConfig
+from support.models import tiny_config
+
+from harness.model import ConvTasNet4D
 from harness.substitutions import SubstitutionSpec, apply_substitutions
 
 _log = logging.getLogger(__name__)
 
-TINY = ConvTasNetConfig(
-    n_src=2,
-    n_filters=16,
-    kernel_size=8,
-    stride=4,
-    bn_chan=8,
-    hid_chan=16,
-    skip_chan=8,
-    n_blocks=2,
-    n_repeats=1,
-    encoder_activation="relu",
-)
+TINY = tiny_config(encoder_activation="relu")
 N_ACT = 2 * TINY.n_layers + 1  # PReLUs: two per block + mask_net
 N_NORM = 2 * TINY.n_layers + 1  # norms: two per block + bottleneck
 WIDTH = 1601

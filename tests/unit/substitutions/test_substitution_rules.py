@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from support.models import tiny_config
+
 from harness.errors import ConfigError
 from harness.model import AffineNorm, ChanLN, ConvTasNet4D, ConvTasNetConfig, GlobLN, IdentityNorm, NormBase
 from harness.substitutions import (
@@ -20,18 +22,7 @@ from harness.substitutions import (
 
 _log = logging.getLogger(__name__)
 
-TINY = ConvTasNetConfig(
-    n_src=2,
-    n_filters=16,
-    kernel_size=8,
-    stride=4,
-    bn_chan=8,
-    hid_chan=16,
-    skip_chan=8,
-    n_blocks=2,
-    n_repeats=1,
-    encoder_activation="relu",
-)
+TINY = tiny_config(encoder_activation="relu")
 N_PRELU = 2 * TINY.n_layers + 1  # two per block + mask_net
 N_NORM = 2 * TINY.n_layers + 1  # two per block + bottleneck
 
