@@ -6,8 +6,6 @@ piece that the chosen backend or the configured stores need makes the command ex
 
 from __future__ import annotations
 
-from harness.errors import describe
-
 import importlib
 import importlib.metadata
 import importlib.util
@@ -15,9 +13,10 @@ import os
 import platform
 import shutil
 import subprocess
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness.errors import HarnessError, describe
 
 __all__ = ["Check", "run_checks"]
 
@@ -89,12 +88,17 @@ def _sqlite_folder(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///")).parent
 
 
+def _sqlite_writable(name: str, url: str) -> Check:
+    """A ``sqlite:///`` store can be written when its folder is writable, or can be created in a writable parent."""
+    folder = _sqlite_folder(url)
+    ok = folder.is_dir() and os.access(folder, os.W_OK) or (not folder.exists() and os.access(folder.parent, os.W_OK))
+    return Check(name, ok, "writable" if ok else f"{folder} is not writable")
+
+
 def _optuna_store(url: str) -> Check:
     name = f"Optuna storage {url.split('@')[-1]}"
     if url.startswith("sqlite:///"):
-        folder = _sqlite_folder(url)
-        ok = folder.is_dir() and os.access(folder, os.W_OK) or (not folder.exists() and os.access(folder.parent, os.W_OK))
-        return Check(name, ok, "writable" if ok else f"{folder} is not writable")
+        return _sqlite_writable(name, url)
     try:
         import sqlalchemy
 
@@ -110,15 +114,15 @@ def _optuna_store(url: str) -> Check:
 def _mlflow_store(uri: str) -> Check:
     name = f"MLflow tracking {uri}"
     if uri.startswith("sqlite:///"):
-        folder = _sqlite_folder(uri)
-        ok = folder.is_dir() and os.access(folder, os.W_OK) or (not folder.exists() and os.access(folder.parent, os.W_OK))
-        return Check(name, ok, "writable" if ok else f"{folder} is not writable")
+        return _sqlite_writable(name, uri)
     if uri.startswith(("http://", "https://")):
+        from harness.tracking import probe_server
+
         try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as resp:  # noqa: S310 - user's URI
-                return Check(name, resp.status == 200, f"HTTP {resp.status}")
-        except Exception as exc:  # noqa: BLE001
-            return Check(name, False, f"unreachable: {type(exc).__name__}: {exc}")
+            probe_server(uri)
+            return Check(name, True, "reachable")
+        except HarnessError as exc:
+            return Check(name, False, exc.seen)
     return Check(name, True, "not checked (scheme not probed)", False)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 __all__ = [
     "AudioError",
+    "causes",
     "describe",
     "root_cause",
     "BackendUnavailable",
@@ -37,14 +38,19 @@ def _one_line(text: Any) -> str:
     return " ".join(str(text).split())
 
 
+def causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling (``__cause__`` / ``__context__``), outermost
+    first."""
+    chain = [exc]
+    while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and all(nxt is not c for c in chain):
+        chain.append(nxt)
+    return chain
+
+
 def root_cause(exc: BaseException) -> BaseException:
     """The innermost exception of a ``__cause__`` / ``__context__`` chain (e.g. sqlite's "database is locked"
     under a library's generic wrapper)."""
-    seen = {id(exc)}
-    while (nxt := exc.__cause__ or exc.__context__) is not None and id(nxt) not in seen:
-        seen.add(id(nxt))
-        exc = nxt
-    return exc
+    return causes(exc)[-1]
 
 
 def describe(exc: BaseException, limit: int = 200) -> str:

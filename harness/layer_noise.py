@@ -26,8 +26,6 @@ Pipeline use (after emulate; the stage's folder gets ``layer_noise.json``, ``.cs
 
 from __future__ import annotations
 
-from harness.errors import describe
-
 import csv
 import json
 import logging
@@ -38,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from harness.errors import HarnessError
 
 __all__ = [
     "FILES",
@@ -513,7 +513,6 @@ def _eval_inputs(client: Any, run: Any, tmp: Path, float_onnx: Path, n_inputs: i
     import onnx
 
     from harness.audio import load_eval_set
-    from harness.errors import HarnessError
     from harness.space import load_space
     from harness.tracking import run_space_file
 
@@ -549,25 +548,13 @@ def load_run_noise(client: Any, run_id: str, *, n_inputs: int = 3, log_computed:
 
     Raises:
         HarnessError: unknown run, not a trial run, no table and no models to compute one from (e.g. a failed
-            trial, or a Hailo trial: the DFC's analysis is not available), unreadable space or evaluation set.
+            trial), unreadable space or evaluation set.
     """
     import tempfile
 
-    from mlflow.exceptions import MlflowException
+    from harness.tracking import trial_run
 
-    from harness.errors import HarnessError
-
-    try:
-        run = client.get_run(run_id)
-    except MlflowException as exc:
-        raise HarnessError(f"MLflow run {run_id}", f"not found ({str(exc).splitlines()[0][:120]})", "the id of a trial run") from None
-    except Exception as exc:  # noqa: BLE001 - store failures are user errors
-        raise HarnessError(
-            "MLflow tracking store", f"unreachable ({describe(exc, 120)})", "a reachable tracking URI"
-        ) from None
-    role = run.data.tags.get("hefsweep.role")
-    if role != "trial":
-        raise HarnessError(f"MLflow run {run_id}", f"has role {role!r}", "a sweep trial run (hefsweep.role=trial)")
+    run = trial_run(client, run_id, client.tracking_uri)
     with tempfile.TemporaryDirectory(prefix="hefsweep-noise-") as tmp_name:
         tmp = Path(tmp_name)
         logged: NoiseReport | None = None

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness.backends._protocol import Override, OverrideSet
-from harness.errors import HarnessError, describe
+from harness.errors import HarnessError
 
 __all__ = [
     "Atom",
@@ -299,32 +299,16 @@ def minimize_run(
         HarnessError: unknown run, a run that is not a passing trial, unreadable space, unreachable store.
         NotPassing: the trial does not pass the criterion with its own override set.
     """
-    from mlflow.exceptions import MlflowException
-
     from harness.cache import StageCache, default_cache_root
     from harness.pipeline import Pipeline
     from harness.space import load_space
-    from harness.tracking import Tracker, default_tracking_uri, run_space_file
+    from harness.tracking import Tracker, default_tracking_uri, open_client, run_space_file, trial_run
 
     stream = stream or sys.stdout
     uri = tracking_uri or default_tracking_uri(root)
-    tracker = Tracker(uri, "")
-    try:
-        run = tracker.client.get_run(run_id)
-    except MlflowException as exc:
-        raise HarnessError(
-            f"MLflow run {run_id}", f"not found in {uri} ({str(exc).splitlines()[0][:160]})", "the id of a trial run"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - store failures are user errors
-        raise HarnessError(
-            f"MLflow tracking store {uri}",
-            f"unreachable or unusable ({describe(exc, 160)})",
-            "a reachable MLflow tracking URI",
-        ) from None
+    client = open_client(uri)
+    run = trial_run(client, run_id, uri)
     tags, params = run.data.tags, run.data.params
-    role = tags.get("hefsweep.role")
-    if role != "trial":
-        raise HarnessError(f"MLflow run {run_id}", f"has role {role!r}", "a sweep trial run (hefsweep.role=trial)")
     status = tags.get("hefsweep.status")
     if status != "ok" or run.info.status != "FINISHED":
         sig = tags.get("hefsweep.signature", "-")
@@ -336,16 +320,16 @@ def minimize_run(
     parent_id = tags.get("mlflow.parentRunId")
     if not parent_id:  # the probes are logged under the study's parent run
         raise HarnessError(f"MLflow run {run_id}", "has no parent run", "a trial run logged by `hefsweep sweep`")
-    space_file = run_space_file(tracker.client, run, "pass --space PATH", given=space_path)
+    space_file = run_space_file(client, run, "pass --space PATH", given=space_path)
     space = load_space(space_file)
     updates: dict[str, Any] = {"max_repairs": 0}  # a probe tests exactly its set
     if params.get("backend") and params["backend"] != space.backend:
         updates["backend"] = params["backend"]
     space = space.model_copy(update=updates)
     cfg = trial_config_from_params(params)
-    original = _trial_override_set(tracker, run_id, space, cfg.override_set)
+    original = _trial_override_set(client, run_id, space, cfg.override_set)
 
-    exp_name = tracker.client.get_experiment(run.info.experiment_id).name
+    exp_name = client.get_experiment(run.info.experiment_id).name
     tracker = Tracker(uri, exp_name, Path(root) / "artifacts")
     cache = StageCache(cache_dir if cache_dir is not None else default_cache_root(Path(root)))
     pipeline = Pipeline(space, cache)
@@ -456,7 +440,7 @@ def minimize_run(
 _PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
-def _trial_override_set(tracker: Any, run_id: str, space: Any, name: str) -> OverrideSet:
+def _trial_override_set(client: Any, run_id: str, space: Any, name: str) -> OverrideSet:
     """The set the trial really ran with: ``trial.json``'s repaired final set, else the space's named set."""
     import os
     import tempfile
@@ -464,7 +448,7 @@ def _trial_override_set(tracker: Any, run_id: str, space: Any, name: str) -> Ove
 
     try:
         with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {_PROGRESS_BAR: "false"}):
-            path = tracker.client.download_artifacts(run_id, "trial.json", tmp)
+            path = client.download_artifacts(run_id, "trial.json", tmp)
             info = json.loads(Path(path).read_text())
     except Exception:  # noqa: BLE001 - no trial.json: fall back to the space's set
         info = {}

@@ -46,7 +46,6 @@ entry until the next append. Serialize promotions per model (one operator or one
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import logging
 import math
@@ -55,8 +54,6 @@ import re
 import shutil
 import socket
 import tempfile
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -67,7 +64,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.cache import file_sha256
 from harness.errors import HarnessError
+from harness.tracking import open_client
 
 __all__ = [
     "Check",
@@ -166,42 +165,6 @@ def _first_line(exc: BaseException, limit: int = 200) -> str:
     return (text[0] if text else type(exc).__name__)[:limit]
 
 
-def open_client(tracking_uri: str) -> Any:
-    """An ``MlflowClient`` for tracking and registry at ``tracking_uri``, after a quick reachability check.
-
-    Raises:
-        HarnessError: an ``http(s)`` server that does not answer within 5 s, or a ``sqlite:///`` store file that
-            does not exist (MLflow would silently create an empty one).
-    """
-    if tracking_uri.startswith(("http://", "https://")):
-        url = tracking_uri.rstrip("/") + "/health"
-        try:
-            with urllib.request.urlopen(url, timeout=5):  # noqa: S310 - the user's tracking server
-                pass
-        except urllib.error.HTTPError:
-            pass  # it answered: reachable (a proxy may not route /health)
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise HarnessError(
-                f"MLflow tracking server {tracking_uri}",
-                f"unreachable ({_first_line(reason if isinstance(reason, BaseException) else exc)})",
-                "a running `mlflow server` at that address",
-                "check --tracking-uri",
-            ) from None
-    elif tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri.removeprefix("sqlite:///"))
-        if not db.is_file():
-            raise HarnessError(
-                f"MLflow store {tracking_uri}",
-                "no such database file",
-                "a store written by `hefsweep sweep`",
-                "check --root / --tracking-uri",
-            )
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
 @contextmanager
 def _store(obj: str, expected: str, missing: str = "not found") -> Iterator[None]:
     """Map MLflow store errors inside the block to one-line :class:`HarnessError` about ``obj``."""
@@ -229,12 +192,12 @@ def _download(uri: str, dst: Path, tracking_uri: str, what: str) -> Path:
     return local
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _check_sha256(local: Path, expected: str, obj: str, recorded: str) -> str:
+    """``local``'s sha256, which must be ``expected`` (``recorded`` says where that was recorded)."""
+    actual = file_sha256(local)
+    if actual != expected:
+        raise HarnessError(obj, f"sha256 {actual[:16]}...", f"{expected[:16]}... {recorded}")
+    return actual
 
 
 def _who() -> str:
@@ -384,13 +347,8 @@ def verify_run(
     artifact, expected = tags["hefsweep.artifact"], tags["hefsweep.artifact_sha256"]
     base = run.info.artifact_uri
     local = _download(f"{base}/{artifact}", workdir / "artifact", tracking_uri, f"artifact {artifact} of run {rid}")
-    actual = _sha256(local)
-    if actual != expected:
-        raise HarnessError(
-            f"artifact {artifact} of run {rid}",
-            f"sha256 {actual[:16]}...",
-            f"{expected[:16]}... as recorded in hefsweep.artifact_sha256 (the stored file changed after the trial)",
-        )
+    actual = _check_sha256(local, expected, f"artifact {artifact} of run {rid}",
+                           "as recorded in hefsweep.artifact_sha256 (the stored file changed after the trial)")  # fmt: skip
     done(Check("sha256", "ok", f"{actual[:16]}... matches hefsweep.artifact_sha256"))
 
     # 2. backend versions
@@ -881,13 +839,8 @@ def pull(tracking_uri: str, ref: str, out: Path) -> Pulled:
         raise HarnessError(what, "has no hefsweep.sha256 tag", "a version registered by `hefsweep promote`")
     with tempfile.TemporaryDirectory(prefix="hefsweep-pull-") as tmp:
         local = _download(mv.source, Path(tmp), tracking_uri, f"artifact of {what}")
-        actual = _sha256(local)
-        if actual != expected:
-            raise HarnessError(
-                f"artifact {mv.source} of {what}",
-                f"sha256 {actual[:16]}...",
-                f"{expected[:16]}... as recorded on the version (the stored artifact was changed; refused)",
-            )
+        actual = _check_sha256(local, expected, f"artifact {mv.source} of {what}",
+                               "as recorded on the version (the stored artifact was changed; refused)")  # fmt: skip
         out.mkdir(parents=True, exist_ok=True)
         dest = out / local.name
         staging = out / f".{local.name}.{os.getpid()}.partial"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, describe
+from harness.errors import HarnessError
 
 __all__ = ["ReportResult", "TrialRow", "build_report", "collect_trials", "default_report_dir", "run_url"]
 
@@ -91,21 +91,9 @@ class ReportResult:
 def _load_study(study: str, storage: str) -> Any:
     import optuna
 
-    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).is_file():
-        raise HarnessError(
-            f"Optuna storage {storage}", "no such database file", "the store of a sweep (`--root` or `--storage`)"
-        )
-    try:
-        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
-    except Exception as exc:  # noqa: BLE001 - store failures are user errors
-        raise HarnessError(
-            f"Optuna storage {storage.split('@')[-1]}",
-            f"unreachable or unusable ({describe(exc, 160)})",
-            "a reachable Optuna storage URL (sqlite:///..., postgresql://...)",
-        ) from None
-    if study not in names:
-        shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
-        raise HarnessError(f"study {study!r}", f"not found in {storage.split('@')[-1]}", f"one of: {shown or 'none (run `hefsweep sweep` first)'}")
+    from harness.sweep import study_summary
+
+    study_summary(study, storage)  # one-line errors for a missing store or study
     return optuna.load_study(study_name=study, storage=storage)
 
 
@@ -134,11 +122,9 @@ def _mlflow(tracking_uri: str, study: str) -> tuple[Any, Any, Any, dict[str, Any
             if not token:
                 break
     except Exception as exc:  # noqa: BLE001 - store failures are user errors
-        raise HarnessError(
-            f"MLflow tracking store {tracking_uri}",
-            f"unreachable or unusable ({describe(exc, 160)})",
-            "a reachable MLflow tracking URI (sqlite:///..., http://host:port)",
-        ) from None
+        from harness.tracking import tracking_store_error
+
+        raise tracking_store_error(tracking_uri, exc) from None
     return client, exp, (parents[0] if parents else None), children
 
 

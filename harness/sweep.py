@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness.cache import StageCache, default_cache_root
-from harness.errors import ConfigError, HarnessError, describe, root_cause
+from harness.errors import ConfigError, HarnessError, causes, describe, root_cause
 from harness.pipeline import Pipeline, TrialConfig, TrialResult
 from harness.space import IntRange, SearchSpace
 from harness.tracking import Tracker, default_tracking_uri, quiet_mlflow
 
-__all__ = ["SweepSummary", "decide", "default_storage", "run_sweep", "study_space_file", "suggest"]
+__all__ = ["SweepSummary", "decide", "default_storage", "run_sweep", "study_space_file", "study_summary", "suggest"]
 
 log = logging.getLogger("harness.sweep")
 
@@ -307,25 +307,38 @@ def _retry_of(study: Any, trial: Any) -> int | None:
     return RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
 
 
+def study_summary(study: str, storage: str) -> Any:
+    """The Optuna ``StudySummary`` of an existing study.
+
+    Raises:
+        HarnessError: no such sqlite file (Optuna would create one), an unusable storage, or no such study.
+    """
+    import optuna
+
+    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).is_file():
+        raise HarnessError(
+            f"Optuna storage {storage}", "no such database file", "the store of a sweep (`--root` or `--storage`)"
+        )
+    try:
+        summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    except Exception as exc:  # noqa: BLE001 - store failures are user errors
+        raise _storage_error(storage, exc) from None
+    if study not in summaries:
+        names = sorted(summaries)
+        shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+        raise HarnessError(f"study {study!r}", f"not found in {storage.split('@')[-1]}",
+                           f"one of: {shown or 'none (run `hefsweep sweep` first)'}")  # fmt: skip
+    return summaries[study]
+
+
 def study_space_file(study: str, storage: str) -> Path:
     """The search-space file a study was created from (recorded in the study's user attributes).
 
     Raises:
         HarnessError: the study does not exist or has no recorded space file.
     """
-    import optuna
-
-    try:
-        summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    except Exception as exc:  # noqa: BLE001
-        raise HarnessError(
-            f"Optuna storage {storage.split('@')[-1]}",
-            f"unreachable ({describe(exc)})",
-            "a reachable Optuna storage URL",
-        ) from None
-    if study not in summaries:
-        raise HarnessError(f"study {study!r}", "not found in the storage", f"one of {sorted(summaries) or 'none'}")
-    path = summaries[study].user_attrs.get("hefsweep.space_file")
+    summary = study_summary(study, storage)
+    path = summary.user_attrs.get("hefsweep.space_file")
     if not path:
         raise HarnessError(f"study {study!r}", "no recorded space file", "--space SPACE.yaml")
     return Path(path)
@@ -551,21 +564,9 @@ _NO_SPACE_TEXT = ("database or disk is full", "disk i/o error", "readonly databa
 
 
 def _sweep_error(exc: BaseException, url: str) -> HarnessError | None:
-    """The one-line error behind a failed ``study.optimize``, or None for a bug (shown with its traceback).
-
-    A user error raised by a trial can be followed by a second failure while Optuna records the trial (the same
-    full disk refuses the storage write): the first one is the one to show. A store that runs out of space or
-    turns read-only under Optuna becomes one line naming the store.
-    """
-    chain: list[BaseException] = []
-    e: BaseException | None = exc
-    while e is not None and all(e is not c for c in chain):
-        chain.append(e)
-        e = e.__cause__ or e.__context__
-    for e in chain:
-        if isinstance(e, HarnessError):
-            return e
-    for e in chain:
+    """The one-line error for a store that ran out of space or turned read-only under Optuna, or None for anything
+    else (a bug: shown with its traceback). A trial's own ``HarnessError`` is recorded by the objective instead."""
+    for e in causes(exc):
         if (isinstance(e, OSError) and e.errno in _NO_SPACE) or any(t in str(e).lower() for t in _NO_SPACE_TEXT):
             return HarnessError(
                 f"Optuna storage {url.split('@')[-1]}",

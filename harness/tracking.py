@@ -18,7 +18,17 @@ from typing import Any
 
 from harness.errors import HarnessError, describe, root_cause
 
-__all__ = ["Tracker", "default_tracking_uri", "quiet_mlflow", "run_space_file", "runs_url"]
+__all__ = [
+    "Tracker",
+    "default_tracking_uri",
+    "open_client",
+    "probe_server",
+    "quiet_mlflow",
+    "run_space_file",
+    "runs_url",
+    "tracking_store_error",
+    "trial_run",
+]
 
 log = logging.getLogger("harness.tracking")
 
@@ -37,6 +47,82 @@ def quiet_mlflow(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+def probe_server(tracking_uri: str, timeout: float = 5.0) -> None:
+    """Fail fast with one line when an ``http(s)`` tracking server does not answer (MLflow's own client retries for
+    minutes). Any HTTP answer counts as reachable (a proxy may not route ``/health``); other URIs pass.
+
+    Raises:
+        HarnessError: the server does not answer within ``timeout`` seconds.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout):  # noqa: S310 - the user's server
+            pass
+    except urllib.error.HTTPError:
+        pass
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise HarnessError(
+            f"MLflow tracking server {tracking_uri}",
+            f"unreachable ({describe(reason if isinstance(reason, BaseException) else exc)})",
+            "a running `mlflow server` at that address",
+            "check --tracking-uri",
+        ) from None
+
+
+def open_client(tracking_uri: str) -> Any:
+    """An ``MlflowClient`` (tracking and registry) for an *existing* store, after :func:`probe_server`.
+
+    Raises:
+        HarnessError: an unreachable server, or a ``sqlite:///`` store file that does not exist (MLflow would
+            silently create an empty one).
+    """
+    probe_server(tracking_uri)
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        raise HarnessError(
+            f"MLflow store {tracking_uri}", "no such database file", "a store written by `hefsweep sweep`",
+            "check --root / --tracking-uri",
+        )  # fmt: skip
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def tracking_store_error(tracking_uri: str, exc: BaseException) -> HarnessError:
+    """One line for a tracking store that failed a call (locked, read-only, unreachable ...), with the root cause."""
+    return HarnessError(
+        f"MLflow tracking store {tracking_uri}",
+        f"unreachable or unusable ({describe(root_cause(exc))})",
+        "a reachable MLflow tracking URI (sqlite:///..., http://host:port)",
+    )
+
+
+def trial_run(client: Any, run_id: str, tracking_uri: str) -> Any:
+    """The MLflow run of a sweep trial.
+
+    Raises:
+        HarnessError: no such run, an unusable store, or a run that is not a trial (``hefsweep.role``).
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        raise HarnessError(
+            f"MLflow run {run_id}", f"not found in {tracking_uri} ({describe(exc, 160)})", "the id of a trial run"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - store failures are user errors
+        raise tracking_store_error(tracking_uri, exc) from None
+    role = run.data.tags.get("hefsweep.role")
+    if role != "trial":
+        raise HarnessError(f"MLflow run {run_id}", f"has role {role!r}", "a sweep trial run (hefsweep.role=trial)")
+    return run
 
 
 def default_tracking_uri(root: Path) -> str:
@@ -111,30 +197,11 @@ class Tracker:
         return self._client
 
     def _store_error(self, exc: BaseException) -> HarnessError:
-        return HarnessError(
-            f"MLflow tracking store {self.tracking_uri}",
-            f"unreachable or unusable ({describe(root_cause(exc))})",
-            "a reachable MLflow tracking URI (sqlite:///..., http://host:port)",
-        )
+        return tracking_store_error(self.tracking_uri, exc)
 
     def check(self, timeout: float = 5.0) -> None:
-        """Fail fast with one line when an http(s) tracking server does not answer ``/health`` (MLflow's own client
-        retries for minutes).
-
-        Raises:
-            HarnessError: the server is unreachable.
-        """
-        if not self.tracking_uri.startswith(("http://", "https://")):
-            return
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(self.tracking_uri.rstrip("/") + "/health", timeout=timeout) as resp:  # noqa: S310
-                if resp.status == 200:
-                    return
-                raise OSError(f"HTTP {resp.status} from /health")
-        except Exception as exc:  # noqa: BLE001 - any failure is the one line
-            raise self._store_error(exc) from None
+        """:func:`probe_server` for this tracker's URI."""
+        probe_server(self.tracking_uri, timeout)
 
     @property
     def experiment_id(self) -> str:

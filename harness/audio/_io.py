@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from harness.cache import file_sha256
 from harness.errors import AudioError
 
 __all__ = ["AUDIO_SUFFIXES", "SILENCE_PEAK", "file_sha256", "list_audio", "read_audio"]
@@ -148,38 +146,3 @@ def _check_wav_complete(path: Path) -> None:
             pos += 8 + chunk_size + (chunk_size & 1)
 
 
-_HASH_LOCK = threading.Lock()
-_HASH_MEMO: dict[tuple[str, int, int], str] = {}
-_RACY_NS = 2_000_000_000  # files younger than this are not memoized (timestamp granularity)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 hex digest of a file's bytes, memoized on ``(path, size, mtime_ns)``.
-
-    The stat fingerprint costs one ``stat`` call instead of re-reading the file. Its blind spot is a
-    rewrite that keeps both the size and the modification time, which can happen within the file
-    system's timestamp granularity (a few ms). As in git's "racily clean" rule, a file modified less
-    than :data:`_RACY_NS` ago is therefore hashed every time and only memoized once it is older.
-
-    Args:
-        path: The file to hash.
-
-    Returns:
-        The 64-character hex digest.
-    """
-    p = Path(path).resolve()
-    st = p.stat()
-    fingerprint = (str(p), st.st_size, st.st_mtime_ns)
-    with _HASH_LOCK:
-        cached = _HASH_MEMO.get(fingerprint)
-    if cached is not None:
-        return cached
-    digest = hashlib.sha256()
-    with p.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    hexdigest = digest.hexdigest()
-    if time.time_ns() - st.st_mtime_ns > _RACY_NS:
-        with _HASH_LOCK:
-            _HASH_MEMO[fingerprint] = hexdigest
-    return hexdigest
