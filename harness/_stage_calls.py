@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,3 +86,11 @@ def emulate(backend: BackendSpec, optimized: Optimized, inputs_npy: Path, out_np
         raise NonFiniteOutput(f"{bad} non-finite values in the emulated outputs of shape {tuple(out.shape)}")
     np.save(out_npy, out.astype(np.float32))
     return tuple(out.shape)
+
+
+def noise(backend: BackendSpec, float_onnx: Path, optimized_path: Path, inputs: np.ndarray, workdir: Path) -> dict[str, Any]:
+    """:func:`harness.layer_noise.noise_stage` in a child (ONNX Runtime runs the quantized model, as in emulate)."""
+    from harness.layer_noise import noise_stage
+
+    _inject("noise")
+    return noise_stage(backend.name, float_onnx, optimized_path, inputs, workdir)

@@ -308,6 +308,18 @@ class Pipeline:
         )
         return run.value
 
+    def _noise(self, float_onnx: Path, optimized: Optimized, inputs: np.ndarray, workdir: Path) -> dict[str, Any]:
+        """The layer-noise stage, isolated like emulation; a hang or crash there is written as "not available"
+        (a diagnostic never fails a trial that passed)."""
+        from harness.layer_noise import NoiseReport, write_noise
+
+        try:
+            return dict(self._isolated("noise", "noise", workdir, float_onnx, optimized.path, inputs, workdir))
+        except IsolatedFailure as exc:
+            report = NoiseReport(self.space.backend, False, [], f"measurement failed: {str(exc)[:300]}")
+            write_noise(report, workdir)
+            return report.summary()
+
     def _run(
         self,
         cfg: TrialConfig,
@@ -448,13 +460,13 @@ class Pipeline:
         info["metrics"], per_clip = _metrics(np.load(emu.path / "outputs.npy"), np.load(ref.path / "float.npy"), ev)
         info["per_clip_si_snr_db"] = [row["si_snr_db"] for row in per_clip]
         if space.layer_noise_clips:
-            from harness.layer_noise import NOISE_VERSION, noise_stage
+            from harness.layer_noise import NOISE_VERSION
 
             n_noise = space.layer_noise_clips
             noise = self._stage(
                 "noise",
                 stage_key("noise", NOISE_VERSION, {"eval": ev.key, "clips": n_noise}, (export.key, opt.key)),
-                lambda d: noise_stage(space.backend, onnx_path, optimized.path, ev.mixtures[:n_noise, None, None, :], d),
+                lambda d: self._noise(onnx_path, optimized, ev.mixtures[:n_noise, None, None, :], d),
                 stages,
             )
             info["layer_noise"] = noise.meta

@@ -164,3 +164,21 @@ def test_wilcoxon_pruner_stops_clearly_worse_trials(tiny_checkpoint: Path, demo_
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     run = client.get_run(pruned.user_attrs["mlflow_run_id"])
     assert run.data.tags["hefsweep.status"] == "pruned"
+
+
+def test_a_crash_in_the_noise_stage_never_fails_the_trial(
+    tiny_checkpoint: Path, demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Layer noise runs ONNX Runtime on the quantized model in the stage worker, like emulation; a segfault there is
+    written as "not available" and the trial, which passed, stays ok."""
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("HEFSWEEP_INJECT", "noise:segv")
+    dims = "  width: 4000\n  calib_clip_length: 8000\n  calib_size: 4\n  override_set: none"
+    space = load_space(space_file(tmp_path, tiny_checkpoint, demo_data, dims, name="n"))
+    summary = run_sweep(space, trials=1, root=tmp_path / "mlruns", stream=io.StringIO())
+    assert summary.n_ok == 1
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("n").experiment_id], "tags.`hefsweep.role` = 'trial'")
+    table = json.loads(Path(client.download_artifacts(run.info.run_id, "noise/layer_noise.json")).read_text())
+    assert table["available"] is False and table["reason"].startswith("measurement failed: Crash: child died by SIGSEGV")
