@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import testing
 from harness.backends import BackendSpec, Compiled, Optimized, OverrideSet, QuantSettings, Translated
 
 __all__ = ["compile_", "emulate", "optimize", "translate"]
@@ -33,13 +34,11 @@ def _inject(stage: str) -> None:
         if kind == "sleep":
             time.sleep(float(arg or 1))
         elif kind == "hang":
-            time.sleep(10**6)
+            testing.hang()
         elif kind == "segv":
-            import ctypes
-
-            ctypes.string_at(0)
+            testing.crash_segfault()
         elif kind == "raise":
-            raise type(arg or "InjectedFault", (RuntimeError,), {})(f"injected fault in {stage}")
+            testing.raise_error(arg or "InjectedFault", f"injected fault in {stage}")
 
 
 class NonFiniteOutput(ArithmeticError):

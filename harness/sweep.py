@@ -396,14 +396,12 @@ def run_sweep(
     n_trials = space.trials if trials is None else trials
     stream = stream or sys.stdout
 
-    pipeline = Pipeline(space, StageCache(default_cache_root(root)))
+    cache = StageCache(default_cache_root(root))
+    pipeline = Pipeline(space, cache)
     pipeline.validate_inputs()
     screen = None
     if space.screen is not None and space.backend != "ort":
-        screen = Pipeline(
-            space.model_copy(update={"backend": "ort", "backend_options": {}, "max_repairs": 0}),
-            StageCache(default_cache_root(root)),
-        )
+        screen = Pipeline(space.model_copy(update={"backend": "ort", "backend_options": {}, "max_repairs": 0}), cache)
     url = storage or default_storage(root)
     uri = tracking_uri or default_tracking_uri(root)
 
