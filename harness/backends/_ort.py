@@ -127,7 +127,6 @@ class OrtBackend:
         workdir.mkdir(parents=True, exist_ok=True)
         model = onnx.load(str(translated.path))
         tensor_overrides, applied, ignored = self._map_overrides(model, overrides)
-
         method = {
             "minmax": CalibrationMethod.MinMax,
             "percentile": CalibrationMethod.Percentile,
@@ -143,22 +142,30 @@ class OrtBackend:
         reused = shared is not None and shared.is_file()
         if reused:
             shutil.copyfile(shared, cache)  # type: ignore[arg-type]
-        if settings.method == "entropy" and not cache.exists():
-            self._entropy_ranges(translated, calibration, cache, workdir)
-
+        # ORT's calibrator writes "<model>-inferred.onnx" beside the model it is given, then deletes it: given the
+        # translate stage's published (shared, immutable) entry, two workers quantizing the same model race on
+        # that file. A link inside this build's own folder keeps the scratch file here; it is removed afterwards.
+        link = workdir / "translated.onnx"
+        link.unlink(missing_ok=True)
+        link.symlink_to(translated.path.resolve())
         out = workdir / "quantized.onnx"
-        quantize_static(
-            str(translated.path),
-            str(out),
-            _reader(translated.input_name, calibration),
-            quant_format=QuantFormat.QDQ,
-            per_channel=settings.per_channel,
-            activation_type=QuantType.QUInt16 if settings.activation_bits == 16 else QuantType.QUInt8,
-            weight_type=QuantType.QInt16 if settings.weight_bits == 16 else QuantType.QInt8,
-            calibrate_method=method,
-            extra_options=extra,
-            calibration_cache_path=str(cache),
-        )
+        try:
+            if settings.method == "entropy" and not cache.exists():
+                self._entropy_ranges(link, translated.input_name, calibration, cache, workdir)
+            quantize_static(
+                str(link),
+                str(out),
+                _reader(translated.input_name, calibration),
+                quant_format=QuantFormat.QDQ,
+                per_channel=settings.per_channel,
+                activation_type=QuantType.QUInt16 if settings.activation_bits == 16 else QuantType.QUInt8,
+                weight_type=QuantType.QInt16 if settings.weight_bits == 16 else QuantType.QInt8,
+                calibrate_method=method,
+                extra_options=extra,
+                calibration_cache_path=str(cache),
+            )
+        finally:
+            link.unlink(missing_ok=True)
         if shared is not None and not shared.exists():
             shared.parent.mkdir(parents=True, exist_ok=True)
             tmp = shared.with_name(f".{shared.name}.{os.getpid()}")
@@ -215,18 +222,18 @@ class OrtBackend:
             applied.append(f"precision16 on {len(chosen)} tensors ({', '.join(ov.layers) or '*'})")
         return result, applied, ignored
 
-    def _entropy_ranges(self, translated: Translated, calibration: np.ndarray, cache: Path, workdir: Path) -> None:
+    def _entropy_ranges(self, model_path: Path, input_name: str, calibration: np.ndarray, cache: Path, workdir: Path) -> None:
         """Real entropy calibration (histogram KL) written as a calibration cache for ``quantize_static``."""
         from onnxruntime.quantization import CalibrationMethod
         from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
         calibrator = create_calibrator(
-            translated.path,
+            model_path,
             augmented_model_path=str(workdir / "augmented.onnx"),
             calibrate_method=CalibrationMethod.Entropy,
             extra_options={"num_bins": _ENTROPY_BINS, "num_quantized_bins": 128},
         )
-        calibrator.collect_data(_reader(translated.input_name, calibration))
+        calibrator.collect_data(_reader(input_name, calibration))
         save_tensors_data(calibrator.compute_data(), cache)
         (workdir / "augmented.onnx").unlink(missing_ok=True)
 

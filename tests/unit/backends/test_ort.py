@@ -112,3 +112,29 @@ def test_hailo_only_overrides_are_reported_ignored(exported: Path, signals, tmp_
     opt = be.optimize(tr, signals[0], ovs, QuantSettings(), tmp_path / "o")
     assert len(opt.ignored) == 2 and all("Hailo only" in x for x in opt.ignored)
     assert opt.applied == ()
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy"])
+def test_optimize_writes_nothing_beside_the_shared_translated_model(
+    exported: Path, signals, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """ORT's calibrator writes '<model>-inferred.onnx' next to the model it is given and deletes it again; the
+    translated model lives in a published, shared cache entry, where concurrent workers raced on that file
+    (FileNotFoundError under 4-worker load). Every file ORT writes must stay in the optimize build's own folder."""
+    import onnx
+
+    be = get_backend("ort")
+    tr = be.translate(exported, tmp_path / "t")
+    before = sorted(p.name for p in (tmp_path / "t").iterdir())
+    written: list[Path] = []
+    real = onnx.shape_inference.infer_shapes_path
+
+    def spy(model_path: str, output_path: str = "", *args, **kwargs):  # type: ignore[no-untyped-def]
+        written.append(Path(output_path or model_path).resolve())
+        return real(model_path, output_path, *args, **kwargs)
+
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes_path", spy)
+    be.optimize(tr, signals[0][:2], OverrideSet("none"), QuantSettings(method=method), tmp_path / "o")
+    assert written and all(p.parent == (tmp_path / "o").resolve() for p in written), written
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == before
+    assert not (tmp_path / "o" / "translated.onnx").exists()  # the link is gone: not published, not uploaded
