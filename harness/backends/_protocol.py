@@ -41,6 +41,7 @@ OverrideKind = Literal[
     "activation_clipping",
     "optimization_level",
     "compression_level",
+    "global_avgpool_reduction",
 ]
 
 
