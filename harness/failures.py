@@ -8,15 +8,31 @@ is ``stage:ExceptionClass:unclassified`` with the full message kept.
 
 Backends append their own rules with :func:`register_rules` (rules registered later are tried first, so a
 backend can specialise a generic rule).
+
+Some failures carry their cause only in the stage's log, not in the exception: the Hailo DFC raises a bare
+``Compilation failed`` and writes ``[error] … errors: Agent infeasible`` / ``Mapping Failed (…)`` lines to its
+log. Backends register an *enricher* with :func:`register_enricher`; :func:`enrich` (backend-neutral, plain
+strings) lets it append the log lines that matter to such a message, so that the table then classifies it;
+:func:`classify_with_log` does both.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Failure", "Rule", "classify", "register_rules"]
+__all__ = [
+    "Enricher",
+    "Failure",
+    "Rule",
+    "classify",
+    "classify_with_log",
+    "enrich",
+    "register_enricher",
+    "register_rules",
+]
 
 
 @dataclass(frozen=True)
@@ -133,6 +149,53 @@ _EXTRA: list[Rule] = []
 def register_rules(rules: list[Rule]) -> None:
     """Add rules (e.g. a backend's) ahead of the built-in table."""
     _EXTRA[:0] = rules
+
+
+#: ``enricher(stage, exc_class, message, log_text)`` -> the message with the log lines that explain it appended,
+#: or None when it has nothing to add.
+Enricher = Callable[[str, str, str, str], str | None]
+
+_ENRICHERS: list[Enricher] = []
+
+
+def register_enricher(enricher: Enricher) -> None:
+    """Add an enricher (e.g. a backend's), tried before those registered earlier; registering twice is a no-op."""
+    if enricher not in _ENRICHERS:
+        _ENRICHERS.insert(0, enricher)
+
+
+def enrich(stage: str, exc_class: str, message: str, log_text: str | None) -> str:
+    """The message to classify: ``message`` plus the log lines that explain it, when it needs them.
+
+    Each registered enricher decides whether the message is too bare to classify (e.g. the Hailo DFC's
+    ``Compilation failed``) and which log lines matter; the first one that adds something wins. Messages
+    that need nothing, an empty log, or no enricher give ``message`` unchanged; an enricher that raises is
+    skipped (completing a message must never lose the failure itself).
+
+    Args:
+        stage: Stage name.
+        exc_class: Exception class name.
+        message: The exception message.
+        log_text: The stage's log text (the worker's stdout/stderr, plus any tool logs), or None.
+
+    Returns:
+        The message to pass to :func:`classify`.
+    """
+    if not log_text:
+        return message
+    for enricher in _ENRICHERS:
+        try:
+            out = enricher(stage, exc_class, message, log_text)
+        except Exception:  # noqa: BLE001 - a broken enricher must not hide the stage's own failure
+            continue
+        if out is not None and out != message:
+            return out
+    return message
+
+
+def classify_with_log(stage: str, exc_class: str, message: str, log_text: str | None) -> Failure:
+    """:func:`classify` of :func:`enrich` (the Failure's ``message`` is the enriched one)."""
+    return classify(stage, exc_class, enrich(stage, exc_class, message, log_text))
 
 
 def _num(text: str) -> float | None:

@@ -52,12 +52,30 @@ GRADES: tuple[Grade, ...] = (
     Grade(r":Timeout:", 10.0, "a stage ran out of time"),
     Grade(r":Crash:", 15.0, "a stage crashed"),
     Grade(r"^emulate:", 0.8, "compiled, but the quantized model gives NaN/Inf"),
-    Grade(r"^compile:BackendAllocatorException:agent_infeasible", 1.0, "optimized; does not fit the device"),
+    # compile: resource failures (the model is too big for the chip; a smaller one fits) < other known compile
+    # failures < topologies the compiler cannot map (an export rewrite away) < crashes / bare failures (nothing
+    # known about the distance); all below every optimize failure.
+    Grade(r"^compile:[^:]+:(agent_infeasible|memory_capacity)$", 1.0, "optimized; does not fit the device"),
+    Grade(
+        r"^compile:[^:]+:(no_valid_partition|mapping_failed|single_context_overflow)$",
+        1.1,
+        "optimized; the allocator found no mapping / context split that fits",
+    ),
+    Grade(r"^compile:[^:]+:mapping_timeout$", 1.2, "optimized; the allocator gave up after its own timeout"),
+    Grade(
+        r"^compile:[^:]+:(grouped_deconv|reshape_needed)$",
+        1.7,
+        "optimized; the compiler cannot map this topology (an export rewrite is needed)",
+    ),
+    Grade(
+        r"^compile:[^:]+:(unexpected_crash|compilation_failed)$", 1.9, "optimized; the compiler crashed or said nothing"
+    ),
     Grade(r"^compile:[^:]+:(?!unclassified)", 1.5, "optimized; compilation failed"),
     Grade(r"^calibrate:FillPolicyError:", 2.0, "a calibration construction choice, one parameter away"),
     Grade(r":NegativeSlopeExponentNonFixable:", _shift, "2 + bits missing for the shift (desired shift - data bits)"),
     Grade(r":OverrideTargetNotFound:", 3.0, "an override names an absent layer"),
     Grade(r"^optimize:[^:]+:(?!unclassified)", 5.0, "the optimizer gave up"),
+    Grade(r"^translate:[^:]+:(?!unclassified)", 5.5, "the DFC could not parse the model"),
     Grade(r"^export:FidelityGateError", _fidelity, "the exported model is not the torch model"),
 )
 

@@ -17,7 +17,8 @@ Stopping rules (no progress is detected from signatures):
 - success (the attempt returned no failure);
 - a signature seen earlier comes back after a *different* one in between (a cycle: a fix undid another);
 - the same signature repeats and its rule has no untried fix left (``repeated_signature``);
-- a new signature has no applicable fix (``no_fix``);
+- a new signature has no applicable fix (``no_fix``), at once for failures no model-script lever fixes (a
+  ``final`` rule without fixes: grouped deconvs, reshapes the allocator cannot add, compiler crashes);
 - ``max_repairs`` fixes were applied (``max_repairs``).
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import os
 import re
 import time
@@ -48,8 +50,10 @@ __all__ = [
     "RepairRule",
     "Retarget",
     "SetGlobal",
+    "avgpool_division_factor",
     "family_pattern",
     "next_fix",
+    "no_fix_reason",
     "run_repairs",
 ]
 
@@ -104,6 +108,9 @@ def _renamed(current: OverrideSet) -> str:
 class AddOverride:
     """Add ``kind`` on the resolved layer (``scope="layer"``) or on its whole family (``scope="family"``).
 
+    ``value`` is the override's value, or a function of the failure giving it; ``only`` (a regex full-matched
+    against the layer's bare name, e.g. ``avgpool\\d+``) limits the fix to layers of one kind.
+
     The family form (``convtas/avgpool*``) applies only when the current set already gives ``kind`` to another
     member of the family: the failure moved along the family after a per-layer fix, so fixing one layer at a
     time would take as many retries as the family has members.
@@ -111,11 +118,15 @@ class AddOverride:
 
     kind: OverrideKind
     scope: Literal["layer", "family"] = "layer"
-    value: float | int | str | None = None
+    value: float | int | str | None | Callable[[Failure], float | int | str | None] = None
+    only: str | None = None
 
     def propose(self, failure: Failure, layer: str | None, current: OverrideSet) -> Fix | None:
         if layer is None:
             return None
+        if self.only is not None and not re.fullmatch(self.only, _bare(layer)):
+            return None
+        value = self.value(failure) if callable(self.value) else self.value
         existing = [p for ov in current.overrides if ov.kind == self.kind for p in ov.layers]
         if self.scope == "family":
             target = family_pattern(layer)
@@ -129,7 +140,9 @@ class AddOverride:
             if any(_covers(p, layer) for p in existing):
                 return None
             what = f"{self.kind} on {layer}"
-        overrides = OverrideSet(_renamed(current), (*current.overrides, Override(self.kind, (target,), self.value)))
+        if callable(self.value) and value is not None:
+            what += f" (value {value})"
+        overrides = OverrideSet(_renamed(current), (*current.overrides, Override(self.kind, (target,), value)))
         return Fix(f"{self.kind}:{target}", overrides, what)
 
 
@@ -195,30 +208,74 @@ class RepairRule:
         fixes: Candidate fixes, in order; the first applicable untried one is used.
         note: Why these fixes.
         message: Optional regex that must also be found in the failure message.
+        final: When no fix of this rule applies, stop: later rules are not consulted (a failure no model-script
+            lever fixes, e.g. a topology the compiler cannot map, must not fall through to generic fixes).
     """
 
     signature: str
     fixes: tuple[FixTemplate, ...]
     note: str = ""
     message: str | None = None
+    final: bool = False
 
 
 _STAGE_EXC = r"[A-Za-z_]+:[A-Za-z_][A-Za-z0-9_]*"
 
+
+def avgpool_division_factor(failure: Failure) -> int:
+    """The ``global_avgpool_reduction`` factor for a shift failure: ``2 ** ceil(desired_shift - data_bits)``.
+
+    Pooling over ``k`` times fewer elements per step needs ``log2(k)`` fewer shift bits, so 10 vs 8 data bits
+    gives 4 and 11 vs 8 gives 8; clamped to [2, 16], and 4 when the message gave no numbers. The value is the
+    time-axis factor: ``division_factors=[1, k]`` (H is 1 in the H=1 layout).
+    """
+    shift, bits = failure.numbers.get("desired_shift"), failure.numbers.get("data_bits")
+    if shift is None or bits is None:
+        return 4
+    return int(min(max(2 ** math.ceil(shift - bits), 2), 16))
+
+
+#: Layers ``global_avgpool_reduction`` applies to (bare HN names; in the real HN every ``avgpool<n>`` is an avgpool).
+_AVGPOOL = r"avgpool\d*"
+#: Allocator failures with a model-script lever (smaller buffers / weights).
+_ALLOCATION = (
+    r"(agent_infeasible|memory_capacity|no_valid_partition|mapping_failed|mapping_timeout|single_context_overflow)"
+)
+#: Compile failures no model-script lever fixes: topologies the compiler cannot map (export rewrites, tried as
+#: follow-up trials by :mod:`harness.followups`) and crashes or bare failures nothing is known about.
+_NO_SCRIPT_LEVER = r"(grouped_deconv|reshape_needed|unexpected_crash|compilation_failed)"
+
 #: The repair table, in priority order. When every fix of the first matching rule was tried, the next matching
-#: rule is consulted.
+#: rule is consulted (unless the rule is ``final``).
+#:
+#: Order per signature:
+#:
+#: - ``*:NegativeSlopeExponentNonFixable:<layer>``: negative_exponent on the layer -> on its family (once the
+#:   failure moved to a sibling) -> global_avgpool_reduction on the layer -> on its family (avgpool layers only;
+#:   factor from the missing bits) -> 16-bit on the layer -> on its family -> activation clipping at 99.99 on
+#:   the layer;
+#: - ``…not found in model``: retarget the override to the layer it stands for, or drop it;
+#: - ``*:AccelerasUnsupportedError:unsupported_layers``: drop 16-bit;
+#: - ``*:AccelerasResourceError:*``: optimization_level 1;
+#: - ``compile:*:agent_infeasible|memory_capacity|no_valid_partition|mapping_failed|mapping_timeout|
+#:   single_context_overflow``: drop every 16-bit override -> compression_level 2;
+#: - ``compile:*:grouped_deconv|reshape_needed|unexpected_crash|compilation_failed``: none, stop at once
+#:   (``no_fix``).
 RULES: tuple[RepairRule, ...] = (
     RepairRule(
         r"[A-Za-z_]+:NegativeSlopeExponentNonFixable:.+",
         (
             AddOverride("negative_exponent", "family"),
             AddOverride("negative_exponent"),
+            AddOverride("global_avgpool_reduction", "family", avgpool_division_factor, _AVGPOOL),
+            AddOverride("global_avgpool_reduction", value=avgpool_division_factor, only=_AVGPOOL),
             AddOverride("precision16", "family"),
             AddOverride("precision16"),
             AddOverride("activation_clipping", value=99.99),
         ),
-        "shift needs more bits than the op has: negative_exponent (Hailo's recipe), then 16 data bits, then a "
-        "narrower range (dfc_api.md §6 levers 1-3)",
+        "shift needs more bits than the op has: negative_exponent (Hailo's recipe), then for an avgpool a "
+        "two-step pooling (global_avgpool_reduction, the model zoo's fix for large kernels), then 16 data bits, "
+        "then a narrower range (dfc_api.md §6 levers 1-4)",
     ),
     RepairRule(
         _STAGE_EXC + r":.+",
@@ -237,11 +294,43 @@ RULES: tuple[RepairRule, ...] = (
         "optimizer out of GPU memory: level 1 skips fine-tuning (QFT)",
     ),
     RepairRule(
-        r"compile:[A-Za-z_][A-Za-z0-9_]*:(agent_infeasible|memory_capacity|no_valid_partition|mapping_timeout)",
+        r"compile:[A-Za-z_][A-Za-z0-9_]*:" + _ALLOCATION,
         (DropKind("precision16"), SetGlobal("compression_level", 2)),
         "allocation failed: 16-bit layers double buffer sizes; compression moves weights to 4 bits",
     ),
+    RepairRule(
+        r"compile:[A-Za-z_][A-Za-z0-9_]*:" + _NO_SCRIPT_LEVER,
+        (),
+        "no model-script lever: the compiler cannot map this topology (grouped deconv, reshapes it cannot add) "
+        "or crashed; export rewrites are tried as follow-up trials",
+        final=True,
+    ),
 )
+
+
+def no_fix_reason(
+    failure: Failure,
+    current: OverrideSet,
+    tried: set[str] | frozenset[str],
+    rules: Sequence[RepairRule] = RULES,
+    resolved_layer: str | None = None,
+) -> str:
+    """Why :func:`next_fix` has nothing for ``failure`` (one line, for the repair log)."""
+    matched = [
+        r for r in rules
+        if re.fullmatch(r.signature, failure.signature)
+        and (r.message is None or re.search(r.message, failure.message))
+    ]  # fmt: skip
+    if not matched:
+        return "no rule of the repair table matches this signature"
+    for rule in matched:
+        if not rule.fixes:
+            return rule.note or "no model-script fix for this failure"
+        if rule.final:
+            break
+    if resolved_layer is None and any(isinstance(t, AddOverride) for r in matched for t in r.fixes):
+        return "every applicable fix was tried (layer fixes need a layer that resolves)"
+    return "every applicable fix was tried"
 
 
 def next_fix(
@@ -273,6 +362,8 @@ def next_fix(
             fix = template.propose(failure, resolved_layer, current)
             if fix is not None and fix.name not in tried:
                 return fix
+        if rule.final:
+            return None
     return None
 
 
@@ -282,6 +373,7 @@ class RepairLog:
 
     entries: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str | None = None
+    stop_note: str | None = None
 
     def record(
         self,
@@ -308,9 +400,13 @@ class RepairLog:
         self.entries.append(entry)
         return entry
 
-    def finish(self, stop_reason: str) -> None:
-        """Record why the loop stopped (``success``, ``repeated_signature``, ``no_fix``, ``max_repairs`` ...)."""
+    def finish(self, stop_reason: str, note: str | None = None) -> None:
+        """Record why the loop stopped (``success``, ``repeated_signature``, ``no_fix``, ``max_repairs`` ...).
+
+        ``note`` says it in words (e.g. why a signature has no fix: "no model-script lever: …").
+        """
         self.stop_reason = stop_reason
+        self.stop_note = note
 
     @property
     def signatures(self) -> list[str]:
@@ -342,6 +438,7 @@ class RepairLog:
         return {
             "iterations": len(self.entries),
             "stop_reason": self.stop_reason,
+            "stop_note": self.stop_note,
             "succeeded": self.succeeded,
             "first_signature": self.first_signature,
             "final_signature": self.final_signature,
@@ -352,7 +449,8 @@ class RepairLog:
     def to_text(self) -> str:
         """The ``compile_failure.txt`` content: a header, then one line per iteration."""
         lines = [
-            f"# repair log: {len(self.entries)} iterations, stop: {self.stop_reason or '-'}",
+            f"# repair log: {len(self.entries)} iterations, stop: {self.stop_reason or '-'}"
+            + (f" ({self.stop_note})" if self.stop_note else ""),
             f"# first signature: {self.first_signature or '-'}",
             f"# final signature: {self.final_signature or '(success)'}; changed: {'yes' if self.changed else 'no'}",
         ]
@@ -377,14 +475,17 @@ class RepairLog:
         return paths
 
     def tags(self) -> dict[str, str]:
-        """MLflow tags: first/final signature, whether it changed, iterations, stop reason."""
-        return {
+        """MLflow tags: first/final signature, whether it changed, iterations, stop reason (and note, if any)."""
+        tags = {
             "repair.first_signature": self.first_signature or "",
             "repair.final_signature": self.final_signature or "success",
             "repair.signature_changed": str(self.changed).lower(),
             "repair.iterations": str(len(self.entries)),
             "repair.stop_reason": self.stop_reason or "",
         }
+        if self.stop_note:
+            tags["repair.stop_note"] = self.stop_note[:250]
+        return tags
 
 
 @dataclass(frozen=True)
@@ -468,7 +569,13 @@ def run_repairs(
                 else "repeated_signature" if cycle or sig in seen
                 else "no_fix"
             )
-            log.finish(reason)
+            if reason == "max_repairs":
+                note = f"{max_repairs} fixes applied, the limit"
+            elif cycle:
+                note = f"{sig} came back after another signature (a fix undid another)"
+            else:
+                note = no_fix_reason(result.failure, current, tried, rules, result.resolved_layer)
+            log.finish(reason, note)
             return RepairOutcome(False, current, reason, log)
         seen.append(sig)
         tried.add(fix.name)

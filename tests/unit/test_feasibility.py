@@ -31,6 +31,39 @@ def test_violation_is_graded_from_the_failure() -> None:
     assert violation(gate) == 8.0  # 6 + (60 - 40) / 10
 
 
+def test_compile_failures_are_graded_below_optimize_failures() -> None:
+    import harness.backends.hailo  # noqa: F401 - registers the Hailo rules
+
+    def v(stage: str, exc: str, msg: str) -> float:
+        f = classify(stage, exc, msg)
+        assert f.known, msg
+        return violation(f)
+
+    alloc = "BackendAllocatorException"
+    agent = v("compile", alloc, "Compilation failed: No successful assignments: format_conversion8 errors:\n\tAgent infeasible")
+    memory = v("compile", alloc, "Memory units capacity exceeded")
+    partition = v("compile", alloc, "Compilation failed: Compiler could not find a valid partition to contexts.")
+    mapping = v("compile", alloc, "Mapping Failed (allocation time: 10m 11s)")
+    timeout = v("compile", alloc, "Mapping Failed (Timeout, allocation time: 31m 42s)")
+    other = v("compile", "BackendRuntimeException", "Model requires quantized weights in order to run on HW")
+    deconv = v("compile", alloc, "Super deconv is not supported with groups")
+    reshape = v("compile", alloc, "Reshape is needed for layers: conv2, conv3, but adding a reshape has failed.")
+    crash = v("compile", alloc, "Compilation failed with unexpected crash")
+    bare = v("compile", alloc, "Compilation failed")
+    shift = v(
+        "optimize",
+        "NegativeSlopeExponentNonFixable",
+        "Quantization failed in layer convtas/ne_activation_avgpool6 due to unsupported required slope. "
+        "Desired shift is 8.0, but op has only 8 data bits",
+    )
+    calib = v("optimize", "ValueError", "Couldn't detect CalibrationDataType")
+    parse = v("translate", "ParsingWithRecommendationException", "Parsing failed. UnsupportedConv3DError in op /c/Conv")
+    assert agent == memory == 1.0 < partition == mapping < timeout < other < deconv == reshape < crash == bare
+    assert bare < 2.0 <= shift < calib < parse < UNKNOWN_VIOLATION / 2
+    # the allocator's own timeout is an allocation verdict, not a stage timeout
+    assert timeout < violation(classify("compile", "Timeout", "did not finish within 3600 s"))
+
+
 def test_followups_are_points_of_the_space(tmp_path: Path) -> None:
     p = tmp_path / "s.yaml"
     p.write_text(

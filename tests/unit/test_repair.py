@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.backends import Override, OverrideSet
 from harness.failures import Failure, classify
-from harness.repair import Attempt, RepairLog, family_pattern, next_fix, run_repairs
+from harness.repair import Attempt, RepairLog, avgpool_division_factor, family_pattern, next_fix, no_fix_reason, run_repairs
 
 
 def neg_slope(layer: str) -> Failure:
@@ -27,21 +27,41 @@ def test_family_pattern() -> None:
     assert family_pattern("convtas/output") is None
 
 
-def test_negative_exponent_then_sixteen_bit_then_clipping_on_the_resolved_layer() -> None:
-    f, layer, current, tried = neg_slope("avgpool2"), "convtas/avgpool2", OverrideSet("none"), set()
-    names = []
+def ladder(f: Failure, layer: str | None) -> tuple[list[str], OverrideSet]:
+    current, tried, names = OverrideSet("none"), set(), []
     while (fix := next_fix(f, layer, current, tried)) is not None:
         names.append(fix.name)
         tried.add(fix.name)
         current = fix.overrides
+    return names, current
+
+
+def test_negative_exponent_then_avgpool_reduction_then_sixteen_bit_then_clipping_on_the_resolved_layer() -> None:
+    names, current = ladder(neg_slope("avgpool2"), "convtas/avgpool2")
     assert names == [
         "negative_exponent:convtas/avgpool2",
+        "global_avgpool_reduction:convtas/avgpool2",  # before 16-bit: the model zoo's fix for large avgpools
         "precision16:convtas/avgpool2",
         "activation_clipping:convtas/avgpool2",
     ]
-    assert current.name == "none+r3"
-    assert [o.kind for o in current.overrides] == ["negative_exponent", "precision16", "activation_clipping"]
+    assert current.name == "none+r4"
+    kinds = [o.kind for o in current.overrides]
+    assert kinds == ["negative_exponent", "global_avgpool_reduction", "precision16", "activation_clipping"]
+    assert current.overrides[1].value == 4  # 10 vs 8 data bits: 2 bits missing -> pool in steps of 4
     assert current.overrides[-1].value == 99.99
+
+
+def test_avgpool_reduction_only_on_avgpools_with_a_factor_from_the_missing_bits() -> None:
+    names, _ = ladder(neg_slope("ew_mult1"), "convtas/ew_mult1")
+    assert names == ["negative_exponent:convtas/ew_mult1", "precision16:convtas/ew_mult1", "activation_clipping:convtas/ew_mult1"]
+    assert avgpool_division_factor(neg_slope("avgpool6")) == 4
+    eleven = Failure("optimize", "NegativeSlopeExponentNonFixable", "x", "", {"desired_shift": 11.0, "data_bits": 8.0})
+    sixteen = Failure("optimize", "NegativeSlopeExponentNonFixable", "x", "", {"desired_shift": 16.0, "data_bits": 8.0})
+    equal = Failure("optimize", "NegativeSlopeExponentNonFixable", "x", "", {"desired_shift": 8.0, "data_bits": 8.0})
+    unnumbered = Failure("optimize", "NegativeSlopeExponentNonFixable", "x", "")
+    assert [avgpool_division_factor(f) for f in (eleven, sixteen, equal, unnumbered)] == [8, 16, 2, 4]
+    fix = next_fix(eleven, "convtas/avgpool6", OverrideSet("ne", (Override("negative_exponent", ("convtas/avgpool6",)),)), set())
+    assert fix is not None and fix.overrides.overrides[-1] == Override("global_avgpool_reduction", ("convtas/avgpool6",), 8)
 
 
 def test_failure_moving_to_a_sibling_escalates_to_the_family() -> None:
@@ -51,8 +71,15 @@ def test_failure_moving_to_a_sibling_escalates_to_the_family() -> None:
     assert fix.overrides.overrides[-1] == Override("negative_exponent", ("convtas/avgpool*",))
     # a layer already covered by a glob gets the next kind instead
     covered = fix.overrides
-    nxt = next_fix(neg_slope("avgpool6"), "convtas/avgpool6", covered, {fix.name, "negative_exponent:convtas/avgpool2"})
-    assert nxt is not None and nxt.name == "precision16:convtas/avgpool6"
+    tried = {fix.name, "negative_exponent:convtas/avgpool2"}
+    nxt = next_fix(neg_slope("avgpool6"), "convtas/avgpool6", covered, tried)
+    assert nxt is not None and nxt.name == "global_avgpool_reduction:convtas/avgpool6"
+    # ... and when the failure moves on again, the reduction goes to the family before any 16-bit
+    moved = next_fix(neg_slope("avgpool8"), "convtas/avgpool8", nxt.overrides, {*tried, nxt.name})
+    assert moved is not None and moved.name == "global_avgpool_reduction:convtas/avgpool*"
+    assert moved.overrides.overrides[-1] == Override("global_avgpool_reduction", ("convtas/avgpool*",), 4)
+    last = next_fix(neg_slope("avgpool8"), "convtas/avgpool8", moved.overrides, {*tried, nxt.name, moved.name})
+    assert last is not None and last.name == "precision16:convtas/avgpool8"
 
 
 def test_unresolved_layer_gets_no_layer_fix() -> None:
@@ -128,9 +155,9 @@ def test_loop_stops_on_a_repeated_signature_without_new_fixes() -> None:
     seen: list[OverrideSet] = []
     same = neg_slope("avgpool2")
     out = run_repairs(scripted([same] * 10, seen), OverrideSet("none"), max_repairs=10)
-    # the ladder for one layer: negative_exponent, 16-bit, clipping; then nothing new -> stop
+    # the ladder for one layer: negative_exponent, avgpool reduction, 16-bit, clipping; then nothing new -> stop
     assert out.stop_reason == "repeated_signature" and not out.succeeded
-    assert len(seen) == 4 and out.log.changed is False
+    assert len(seen) == 5 and out.log.changed is False
     assert out.log.entries[-1]["fix"] is None
 
 
@@ -156,3 +183,57 @@ def test_log_can_be_driven_by_hand() -> None:
         "repair.iterations": "1",
         "repair.stop_reason": "no_fix",
     }
+
+
+def allocator(detail: str, message: str = "") -> Failure:
+    return Failure("compile", "BackendAllocatorException", detail, message or detail)
+
+
+IO16 = OverrideSet("io16", (Override("precision16", ("input_layer1", "output_layer1")),))
+
+
+def test_every_allocator_failure_drops_sixteen_bit_then_compresses() -> None:
+    details = ["agent_infeasible", "memory_capacity", "no_valid_partition", "mapping_failed", "mapping_timeout", "single_context_overflow"]
+    for detail in details:
+        names, current = ladder_from(allocator(detail), IO16)
+        assert names == ["drop:precision16", "compression_level=2"], detail
+        assert current.overrides == (Override("compression_level", (), 2),)
+
+
+def ladder_from(f: Failure, start: OverrideSet, layer: str | None = None) -> tuple[list[str], OverrideSet]:
+    current, tried, names = start, set(), []
+    while (fix := next_fix(f, layer, current, tried)) is not None:
+        names.append(fix.name)
+        tried.add(fix.name)
+        current = fix.overrides
+    return names, current
+
+
+def test_topology_failures_and_crashes_stop_at_once_with_the_reason() -> None:
+    for detail in ("grouped_deconv", "reshape_needed", "unexpected_crash", "compilation_failed"):
+        f = allocator(detail)
+        assert next_fix(f, "convtas/deconv1", IO16, set()) is None, detail  # never a generic allocator fix
+        seen: list[OverrideSet] = []
+        out = run_repairs(scripted([f], seen), IO16)
+        assert out.stop_reason == "no_fix" and len(seen) == 1 and out.log.entries[-1]["fix"] is None
+        assert "no model-script lever" in (out.log.stop_note or "")
+        assert out.log.to_dict()["stop_note"] == out.log.stop_note
+        assert "no model-script lever" in out.log.to_text().splitlines()[0]
+        assert out.log.tags()["repair.stop_note"].startswith("no model-script lever")
+
+
+def test_a_topology_failure_after_repairs_ends_the_loop() -> None:
+    reshape = allocator("reshape_needed", "Reshape is needed for layers: conv2, conv3, but adding a reshape has failed.")
+    out = run_repairs(scripted([neg_slope("avgpool2"), reshape, None], []), OverrideSet("none"))
+    assert out.stop_reason == "no_fix" and [e["fix"] for e in out.log.entries] == ["negative_exponent:convtas/avgpool2", None]
+    assert out.log.final_signature == "compile:BackendAllocatorException:reshape_needed"
+
+
+def test_no_fix_reasons() -> None:
+    weird = classify("compile", "WeirdError", "odd")
+    assert no_fix_reason(weird, OverrideSet("none"), set()) == "no rule of the repair table matches this signature"
+    tried = {"drop:precision16", "compression_level=2"}
+    assert no_fix_reason(AGENT, OverrideSet("none"), tried).startswith("every applicable fix was tried")
+    assert "layer" in no_fix_reason(neg_slope("avgpool2"), OverrideSet("none"), set(), resolved_layer=None)
+    capped = run_repairs(scripted([neg_slope(f"avgpool{i}") for i in range(1, 9)], []), OverrideSet("none"), max_repairs=1)
+    assert capped.stop_reason == "max_repairs" and capped.log.stop_note == "1 fixes applied, the limit"
