@@ -1,9 +1,14 @@
 """Failure classification for the Hailo DFC, and diagnoses (violation, resolved layer) of classified failures.
 
-The rules cover every failure listed in dfc_api.md §6 and §8; message patterns follow the texts quoted there
-(evidence per row in :data:`RULES`). Importing this module registers them with
-:func:`harness.failures.register_rules` (ahead of the harness's own table). Classification uses only the
-exception *class name* and message, so it works on failures reported from a child process.
+The rules cover every failure listed in dfc_api.md §6, §8 and §11 and every text the real DFC 3.33 raised on a real
+Conv-TasNet (real_dfc/README.md); message patterns follow the texts quoted there (evidence per row in
+:data:`RULES`). Importing this module registers them with :func:`harness.failures.register_rules` (ahead of the
+harness's own table), and registers :func:`enrich_from_log` with :func:`harness.failures.register_enricher`: the
+DFC often raises a bare ``Compilation failed`` (or ``… with unexpected crash``) and writes the cause only to its
+log (``[error] dw66 errors: Agent infeasible``, ``[error] Mapping Failed (allocation time: 10m 11s)``), so
+``harness.failures.enrich(stage, exc_class, message, log_text)`` appends those lines and the table classifies the
+whole text. Classification uses only the exception *class name*, message and log text, so it works on failures
+reported from a child process.
 
 Signatures are ``stage:ExceptionClass:detail``; ``detail`` is the layer *as the DFC named it* for layer-level
 failures (``optimize:NegativeSlopeExponentNonFixable:convtas/ne_activation_avgpool6``) and a short cause for
@@ -280,7 +285,7 @@ RULES: list[Rule] = [
     Rule(
         _STAGE,
         _ANY,
-        r"\A\s*(?:\w+:\s*)?Compilation failed[.!]?[ \t]*(?:\n|\Z)",
+        r"\A\s*(?:\w+:\s*)?Compilation failed[.!:]?[ \t]*(?:\n|\Z)",
         "compilation_failed",
         "compilation failed and neither the message nor the log says why",
     ),

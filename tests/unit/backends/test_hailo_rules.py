@@ -267,3 +267,10 @@ def test_allocator_verdicts_are_recorded_by_the_cache(tmp_path: Path) -> None:
         assert f.exc_class not in ("Timeout", "Crash")
         assert unrecorded_reason(IsolatedFailure(ALLOC, msg), tmp_path) is None
     assert unrecorded_reason(IsolatedFailure("Timeout", "did not finish within 60 s"), tmp_path) is not None
+
+
+def test_a_bare_message_with_a_colon_is_still_bare() -> None:
+    assert classify("compile", ALLOC, "Compilation failed:").detail == "compilation_failed"
+    assert classify("compile", ALLOC, "Compilation failed:\n[error] Failed to produce compiled graph").detail == (
+        "compilation_failed"
+    )
