@@ -2,8 +2,15 @@
 
 Inside a trial, :mod:`harness.repair` changes the override set (negative_exponent or 16-bit on the resolved
 layer). Across trials, this table proposes changes of the trial's *dimensions* -- PReLU -> ReLU, gLN -> cLN, a
-calibration clip length matching W, a lower W -- which the sweep enqueues (``study.enqueue_trial``) tagged as
-repairs of their parent trial. Only proposals that are points of the space are returned.
+calibration clip length matching W, a lower W, the exact topology rewrites -- which the sweep enqueues
+(``study.enqueue_trial``) tagged as repairs of their parent trial. Only proposals that are points of the space are
+returned.
+
+Topology rows (what the real DFC 3.33 said about a real Conv-TasNet, ``/work/shared/real_dfc/README.md``):
+``compile:*:grouped_deconv`` ("Super deconv is not supported with groups") -> ``decoder: per_source``;
+``compile:*:reshape_needed`` naming the repeated-encoding ``shortcut``/``concat`` layers -> ``mask_mul:
+per_source`` (plus ``decoder: per_source`` if the decoder is still grouped). A lower W does not remove a grouped
+deconv, so the width and 16-bit rows skip that signature.
 """
 
 from __future__ import annotations
@@ -23,11 +30,13 @@ Params = dict[str, Any]
 
 @dataclass(frozen=True)
 class Followup:
-    """One row: failures matching ``pattern`` -> a change of the trial's parameters (None if not applicable)."""
+    """One row: failures matching ``pattern`` (and ``when``, if given) -> a change of the trial's parameters (None if
+    not applicable)."""
 
     name: str
     pattern: str
     change: Callable[[Params, SearchSpace], Params | None]
+    when: Callable[[Failure], bool] | None = None
 
 
 def _values(space: SearchSpace, key: str) -> list[Any]:
@@ -68,6 +77,25 @@ def _drop_16bit(p: Params, space: SearchSpace) -> Params | None:
     return {**p, "override_set": plain[0]} if plain else None
 
 
+def _per_source_head(p: Params, space: SearchSpace) -> Params | None:
+    """``mask_mul: per_source`` (no ``cat([w] * n_src)``), and ``decoder: per_source`` too if still grouped and the
+    space has it; None when the per-source mask is neither set nor in the space, or nothing would change."""
+    new = dict(p)
+    if p.get("mask_mul") != "per_source":
+        if "per_source" not in _values(space, "mask_mul"):
+            return None
+        new["mask_mul"] = "per_source"
+    if p.get("decoder", "grouped") == "grouped" and "per_source" in _values(space, "decoder"):
+        new["decoder"] = "per_source"
+    return new if new != p else None
+
+
+def _names_repeated_concat(failure: Failure) -> bool:
+    """The reshape failure names the repeated encoding's ``shortcut``/``concat`` layers."""
+    layers = failure.groups.get("layers") or failure.message
+    return re.search(r"shortcut|concat", layers) is not None
+
+
 def _matching_clip(p: Params, space: SearchSpace) -> Params | None:
     if p.get("calib_clip_length") == p["width"] or p["width"] not in _values(space, "calib_clip_length"):
         return None
@@ -78,12 +106,14 @@ def _matching_clip(p: Params, space: SearchSpace) -> Params | None:
 # activation (prelu / activation) at the PReLU; an unnamed one at both.
 _NORM_LAYER = r":NegativeSlopeExponentNonFixable:(?!.*(prelu|activation\d))"
 _ACT_LAYER = r":NegativeSlopeExponentNonFixable:(?!.*(avgpool|reduce|norm))"
-_ALLOC = r"^compile:BackendAllocatorException:|^compile:.*(Unsupported|dimension)"
+_ALLOC = r"^compile:BackendAllocatorException:(?!grouped_deconv$)|^compile:.*(Unsupported|dimension)"
 
 FOLLOWUPS: tuple[Followup, ...] = (
+    Followup("decoder:per_source", r"^compile:\w+:grouped_deconv$", _set("decoder", "per_source")),
+    Followup("mask_mul:per_source", r"^compile:\w+:reshape_needed$", _per_source_head, _names_repeated_concat),
     Followup("norm:cLN", _NORM_LAYER, _set("norm", "cLN")),
     Followup("prelu:relu", _ACT_LAYER, _set("prelu", "relu")),
-    Followup("overrides:drop16", r"^compile:BackendAllocatorException:", _drop_16bit),
+    Followup("overrides:drop16", r"^compile:BackendAllocatorException:(?!grouped_deconv$)", _drop_16bit),
     Followup("width:smallest", _ALLOC, _smallest_width),
     Followup("width:lower", _ALLOC, _lower_width),
     Followup("calib:match_width", r"^calibrate:FillPolicyError:", _matching_clip),
@@ -96,7 +126,7 @@ def propose(failure: Failure, params: Params, space: SearchSpace) -> list[tuple[
     """Follow-up parameter sets for a failed trial with ``params`` (each a full point of the space)."""
     out: list[tuple[str, Params]] = []
     for row in FOLLOWUPS:
-        if re.search(row.pattern, failure.signature):
+        if re.search(row.pattern, failure.signature) and (row.when is None or row.when(failure)):
             new = row.change(params, space)
             if new is not None and new != params and all(new != p for _, p in out):
                 out.append((row.name, new))

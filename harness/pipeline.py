@@ -38,11 +38,18 @@ _VERSIONS = {"export": 1, "calibrate": 1, "reference": 1, "translate": 1, "optim
 
 @dataclass(frozen=True)
 class TrialConfig:
-    """The values of one trial's dimensions."""
+    """The values of one trial's dimensions.
+
+    ``gln_stats``, ``decoder`` and ``mask_mul`` are the exact topology rewrites (:mod:`harness.substitutions`);
+    their defaults are the model's own forms, and they enter the export's cache key only when not default.
+    """
 
     prelu: str = "keep"
     norm: str | None = None
     clamp: float | None = None
+    gln_stats: str = "joint"
+    decoder: str = "grouped"
+    mask_mul: str = "repeat"
     width: int = 16000
     calib_clip_length: int | None = None
     calib_fill: str = "repeat"
@@ -349,6 +356,10 @@ class Pipeline:
             "gate_db": space.fidelity_gate_db,
             "torch": torch.__version__,
         }
+        # the exact topology rewrites join the key only when not default: default trials keep their keys
+        from harness.space import EXACT_DEFAULTS
+
+        export_params.update({k: getattr(cfg, k) for k, v in EXACT_DEFAULTS.items() if getattr(cfg, k) != v})
         ev = self.eval_set(cfg.width)
         export = self._stage(
             "export", stage_key("export", _VERSIONS["export"], export_params), lambda d: self._export(cfg, ev, d), stages
@@ -526,12 +537,24 @@ class Pipeline:
         from harness.export import check_fidelity, export_onnx
         from harness.substitutions import SubstitutionSpec, apply_substitutions
 
-        spec = SubstitutionSpec(prelu=cfg.prelu, norm=cfg.norm, clamp=cfg.clamp)  # type: ignore[arg-type]
+        spec = SubstitutionSpec(
+            prelu=cfg.prelu,  # type: ignore[arg-type]
+            norm=cfg.norm,  # type: ignore[arg-type]
+            clamp=cfg.clamp,
+            gln_stats=cfg.gln_stats,  # type: ignore[arg-type]
+            decoder=cfg.decoder,  # type: ignore[arg-type]
+            mask_mul=cfg.mask_mul,  # type: ignore[arg-type]
+        )
         model, fired = apply_substitutions(self.model, spec)
         report = export_onnx(model, cfg.width, d / "model.onnx")
         (d / "export.log").write_text(report.log or "(exporter printed nothing)\n")
         probe = ev.mixtures[:2, None, None, :].astype(np.float32)
-        fidelity = check_fidelity(model, d / "model.onnx", probe, self.space.fidelity_gate_db)
+        # The gate checks the ONNX against the model without the exact rewrites (the unmodified model when every
+        # substitution is exact), so it also proves the rewrites exact, not just the exporter faithful.
+        inexact = spec.without_exact()
+        reference = model if inexact == spec else apply_substitutions(self.model, inexact)[0]
+        fidelity = check_fidelity(reference, d / "model.onnx", probe, self.space.fidelity_gate_db)
+        fidelity["fidelity_vs_original"] = float(inexact == SubstitutionSpec())
         return {"fired": list(fired), "op_counts": report.op_counts, "fidelity": fidelity}
 
     def _calibrate(self, cfg: TrialConfig, d: Path) -> dict[str, Any]:

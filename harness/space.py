@@ -29,6 +29,12 @@ Schema (every key optional unless marked; unknown keys are rejected)::
       prelu: [keep, relu, maxmin]
       norm: [gLN, cLN, affine, identity]
       clamp: [null, 8.0]
+      gln_stats: [joint, split]        # exact: gLN mean/variance as one ReduceMean over (C, H, W) | two single-axis
+                                       #   ReduceMeans (time, then channels), the form the real DFC parsed
+      decoder: [grouped, per_source]   # exact: one grouped ConvTranspose | one ungrouped ConvTranspose per source
+                                       #   (the DFC: "Super deconv is not supported with groups")
+      mask_mul: [repeat, per_source]   # exact: masks * cat([w] * n_src) | mask conv split per source, each mask * w
+                                       #   (the DFC: "Reshape is needed for layers: ... shortcut1, concat1, ew_mult1")
       width: [8000, 16000]             # input length W in samples
       calib_clip_length: [3200, 16000] # samples cut from each calibration file
       calib_fill: [pad, repeat, crop]
@@ -43,6 +49,12 @@ Schema (every key optional unless marked; unknown keys are rejected)::
         - {kind: precision16, layers: [input, output, "*Sigmoid*"]}
 
 Relative paths are resolved against the YAML file's folder.
+
+The three exact dimensions (``gln_stats``, ``decoder``, ``mask_mul``; :mod:`harness.substitutions`) rewrite how the
+graph is written, never the function or the weights; their defaults (``joint``, ``grouped``, ``repeat``) are the
+model's own forms. ``mask_mul: per_source`` with ``decoder: grouped`` concatenates the per-source masked encodings
+(distinct tensors) into the grouped decoder; with ``decoder: per_source`` each goes to its own decoder. At their
+defaults they are left out of :meth:`SearchSpace.fingerprint`, so studies made before they existed stay valid.
 """
 
 from __future__ import annotations
@@ -66,6 +78,11 @@ PRELU = ("keep", "relu", "maxmin")
 NORMS = ("gLN", "cLN", "affine", "identity")
 FILLS = ("pad", "repeat", "crop")
 METHODS = ("minmax", "percentile", "entropy")
+GLN_STATS = ("joint", "split")
+DECODERS = ("grouped", "per_source")
+MASK_MULS = ("repeat", "per_source")
+#: The exact topology dimensions at their defaults (the model's own forms).
+EXACT_DEFAULTS: dict[str, str] = {"gln_stats": "joint", "decoder": "grouped", "mask_mul": "repeat"}
 
 
 class IntRange(BaseModel):
@@ -135,8 +152,14 @@ class Data(BaseModel):
 
 
 # what an ONNX tensor/node name or a Hailo layer name is made of, plus glob characters: nothing that could close a
-# model-script statement or argument list (quotes, ';', ',', '=', parentheses, braces, whitespace)
-_LAYER_PATTERN = re.compile(r"[A-Za-z0-9_./:*?\[\]-]{1,200}")
+# model-script statement or argument list (quotes, ';', ',', '=', parentheses, braces, whitespace); or a Hailo HN
+# selector, ``type:<glob>`` or ``role:<name>`` with a known role (harness/backends/hailo/_layers.py ROLES, kept equal
+# by tests/unit/backends/test_hailo_roles.py)
+_LAYER_PATTERN = re.compile(
+    r"role:(?:gln_mean_pool|gln_var_pool|gln_stats|norm_stats|norm_rsqrt|norm_out|prelu|mask|decoder|encoder|io)"
+    r"|type:[a-z_*?\[\]]{1,60}"
+    r"|(?!role:|type:)[A-Za-z0-9_./:*?\[\]-]{1,200}"
+)
 
 
 class OverrideModel(BaseModel):
@@ -166,6 +189,9 @@ class Dimensions(BaseModel):
     prelu: Dimension = "keep"
     norm: Dimension = None
     clamp: Dimension = None
+    gln_stats: Dimension = "joint"
+    decoder: Dimension = "grouped"
+    mask_mul: Dimension = "repeat"
     width: Dimension = 16000
     calib_clip_length: Dimension = None
     calib_fill: Dimension = "repeat"
@@ -180,6 +206,9 @@ class Dimensions(BaseModel):
             "norm": (*NORMS, None),
             "calib_fill": FILLS,
             "calib_method": METHODS,
+            "gln_stats": GLN_STATS,
+            "decoder": DECODERS,
+            "mask_mul": MASK_MULS,
         }
         for key, ok in allowed.items():
             for v in _values(getattr(self, key), key):
@@ -270,8 +299,12 @@ class SearchSpace(BaseModel):
 
     def fingerprint(self) -> dict[str, Any]:
         """The parts that define the study's search space (used to detect a study reused with another space)."""
+        dims = self.dimensions.model_dump(mode="json")
+        for key, default in EXACT_DEFAULTS.items():
+            if dims[key] == default:  # not in the space's fingerprint at the default: older studies stay valid
+                del dims[key]
         return {
-            "dimensions": self.dimensions.model_dump(mode="json"),
+            "dimensions": dims,
             "override_sets": {k: [o.model_dump(mode="json") for o in v] for k, v in self.override_sets.items()},
             "backend": self.backend,
             "backend_options": self.backend_options,

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from harness.model._checkpoint import MODEL_NAME, load_checkpoint, save_checkpoint
 from harness.model._config import DEMO_CONFIG, IGNORED_MODEL_ARGS, PAPER_CONFIG, ConvTasNetConfig
-from harness.model._convtasnet import Conv1DBlock4D, ConvTasNet4D, SourceSoftmax, TDConvNet4D
+from harness.model._convtasnet import (
+    Conv1DBlock4D,
+    ConvTasNet4D,
+    Masks,
+    SourceSoftmax,
+    TDConvNet4D,
+    softmax_over_sources,
+)
 from harness.model._norms import EPS, NORM_CLASSES, AffineNorm, ChanLN, GlobLN, IdentityNorm, NormBase
 
 __all__ = [
@@ -21,9 +28,11 @@ __all__ = [
     "ConvTasNetConfig",
     "GlobLN",
     "IdentityNorm",
+    "Masks",
     "NormBase",
     "SourceSoftmax",
     "TDConvNet4D",
     "load_checkpoint",
     "save_checkpoint",
+    "softmax_over_sources",
 ]

@@ -9,6 +9,11 @@ The forward pass never moves data between the channel axis and the time axis (no
 flatten): where asteroid views the mask scores as ``[B, n_src, out_chan, T]`` and broadcasts the encoding over
 sources, this model keeps ``n_src * out_chan`` channels (source-major, channel ``s * out_chan + c``), multiplies by
 ``cat([w] * n_src)`` and decodes with one grouped transposed convolution.
+
+Export-time topology rewrites (:mod:`harness.substitutions._topology`) may change two of those forms without
+changing the function: the separator may return its masks as a *tuple* of ``n_src`` tensors ``[N, out_chan, 1, F]``
+(then each is multiplied by ``w`` directly, no concat), and the decoder may be a module other than the grouped
+``ConvTranspose2d``, called as ``decoder(masked, output_padding)`` with ``masked`` a tensor or such a tuple.
 """
 
 from __future__ import annotations
@@ -19,7 +24,11 @@ from torch import nn
 from harness.model._config import ConvTasNetConfig
 from harness.model._norms import NORM_CLASSES, NormBase
 
-__all__ = ["Conv1DBlock4D", "ConvTasNet4D", "SourceSoftmax", "TDConvNet4D"]
+__all__ = ["Conv1DBlock4D", "ConvTasNet4D", "Masks", "SourceSoftmax", "TDConvNet4D", "softmax_over_sources"]
+
+#: What the separator returns: one source-major tensor ``[N, n_src * C, 1, F]`` or one tensor ``[N, C, 1, F]`` per
+#: source (after the per-source mask rewrite).
+Masks = torch.Tensor | tuple[torch.Tensor, ...]
 
 
 def _norm(norm_type: str, channels: int) -> NormBase:
@@ -102,14 +111,26 @@ class SourceSoftmax(nn.Module):
         # Constant slice bounds (torch.chunk would export Shape/Gather to size the chunks).
         c = self.channels
         parts = [x[:, s * c : (s + 1) * c] for s in range(self.n_src)]
-        peak = parts[0]
-        for part in parts[1:]:
-            peak = torch.maximum(peak, part)
-        exps = [torch.exp(part - peak) for part in parts]
-        total = exps[0]
-        for e in exps[1:]:
-            total = total + e
-        return torch.cat([e / total for e in exps], dim=1)
+        return torch.cat(softmax_over_sources(parts), dim=1)
+
+
+def softmax_over_sources(parts: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """Softmax across sources of per-source scores (elementwise Max, Sub, Exp, Add, Div; no layout op).
+
+    Args:
+        parts: One score tensor per source, all of the same shape.
+
+    Returns:
+        One mask per source, ``exp(p - max) / sum(exp(q - max))``.
+    """
+    peak = parts[0]
+    for part in parts[1:]:
+        peak = torch.maximum(peak, part)
+    exps = [torch.exp(part - peak) for part in parts]
+    total = exps[0]
+    for e in exps[1:]:
+        total = total + e
+    return [e / total for e in exps]
 
 
 def _mask_activation(mask_act: str, n_src: int, channels: int) -> nn.Module:
@@ -129,7 +150,9 @@ class TDConvNet4D(nn.Module):
         config: Model hyper-parameters.
 
     Shape:
-        ``[N, n_filters, 1, F] -> [N, n_src * out_chan, 1, F]`` (masks, source-major channels).
+        ``[N, n_filters, 1, F] -> [N, n_src * out_chan, 1, F]`` (masks, source-major channels), or a tuple of
+        ``n_src`` tensors ``[N, out_chan, 1, F]`` once the per-source mask rewrite replaced ``mask_net``'s conv
+        and ``output_act``.
     """
 
     def __init__(self, config: ConvTasNetConfig) -> None:
@@ -157,7 +180,7 @@ class TDConvNet4D(nn.Module):
         self.mask_net = nn.Sequential(nn.PReLU(), nn.Conv2d(mask_conv_inp, c.n_src * c.out_chan, 1))
         self.output_act = _mask_activation(c.mask_act, c.n_src, c.out_chan)
 
-    def forward(self, mixture_w: torch.Tensor) -> torch.Tensor:
+    def forward(self, mixture_w: torch.Tensor) -> Masks:
         output = self.bottleneck(mixture_w)
         skip_sum: torch.Tensor | None = None
         for layer in self.TCN:
@@ -168,7 +191,7 @@ class TDConvNet4D(nn.Module):
             output = output + residual
         mask_inp = skip_sum if skip_sum is not None else output
         score = self.mask_net(mask_inp)
-        est_mask: torch.Tensor = self.output_act(score)
+        est_mask: Masks = self.output_act(score)
         return est_mask
 
 
@@ -202,7 +225,7 @@ class ConvTasNet4D(nn.Module):
         self.encoder = nn.Conv2d(1, config.n_filters, kernel, stride=stride, bias=False)
         self.enc_activation: nn.Module = nn.ReLU() if config.encoder_activation == "relu" else nn.Identity()
         self.masker = TDConvNet4D(config)
-        self.decoder = nn.ConvTranspose2d(
+        self.decoder: nn.Module = nn.ConvTranspose2d(
             config.n_src * config.n_filters,
             config.n_src,
             kernel,
@@ -235,10 +258,14 @@ class ConvTasNet4D(nn.Module):
         """
         tf_rep = self.enc_activation(self.encoder(wav))
         est_masks = self.masker(tf_rep)
-        masked = est_masks * torch.cat([tf_rep] * self.config.n_src, dim=1)
+        masked: Masks
+        if isinstance(est_masks, torch.Tensor):
+            masked = est_masks * torch.cat([tf_rep] * self.config.n_src, dim=1)
+        else:  # per-source masks: each multiplies the encoding itself (no repeated concat)
+            masked = tuple(mask * tf_rep for mask in est_masks)
         return self._decode(masked, wav.shape[-1])
 
-    def _decode(self, masked: torch.Tensor, width: int) -> torch.Tensor:
+    def _decode(self, masked: Masks, width: int) -> torch.Tensor:
         # asteroid decodes to (F - 1) * stride + L samples, then pad_x_to_y right-pads zeros up to W; that is
         # (W - L) % stride zeros (always >= 0 and < stride). The transposed conv's output_padding appends exactly
         # those zeros (no bias, no frame reaches them) and exports as one ConvTranspose attribute, whereas
@@ -246,4 +273,9 @@ class ConvTasNet4D(nn.Module):
         assert self.config.stride is not None
         extra = (width - self.config.kernel_size) % self.config.stride
         dec = self.decoder
+        if not isinstance(dec, nn.ConvTranspose2d):  # a rewritten decoder (e.g. one ConvTranspose per source)
+            out: torch.Tensor = dec(masked, (0, extra))
+            return out
+        if not isinstance(masked, torch.Tensor):  # per-source masked encodings into the grouped decoder
+            masked = torch.cat(masked, dim=1)
         return nn.functional.conv_transpose2d(masked, dec.weight, None, dec.stride, 0, (0, extra), dec.groups, 1)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from harness.substitutions._base import (
+    DecoderChoice,
+    GlnStatsChoice,
+    MaskMulChoice,
     NormChoice,
     PReLUChoice,
     SubstitutionRule,
@@ -12,18 +15,36 @@ from harness.substitutions._base import (
     rules_for,
 )
 from harness.substitutions._clamp import ClampActivations, ClampedActivation
+from harness.substitutions._gln import SplitGlobLN, SplitGlobLNStats
 from harness.substitutions._norm import NormSwap
 from harness.substitutions._prelu import MaxMinPReLU, PReLUToMaxMin, PReLUToReLU
+from harness.substitutions._topology import (
+    PerSourceActivation,
+    PerSourceConv,
+    PerSourceDecoder,
+    PerSourceDecoding,
+    PerSourceMask,
+)
 
 __all__ = [
     "ClampActivations",
     "ClampedActivation",
+    "DecoderChoice",
+    "GlnStatsChoice",
+    "MaskMulChoice",
     "MaxMinPReLU",
     "NormChoice",
     "NormSwap",
     "PReLUChoice",
     "PReLUToMaxMin",
     "PReLUToReLU",
+    "PerSourceActivation",
+    "PerSourceConv",
+    "PerSourceDecoder",
+    "PerSourceDecoding",
+    "PerSourceMask",
+    "SplitGlobLN",
+    "SplitGlobLNStats",
     "SubstitutionRule",
     "SubstitutionSpec",
     "apply_rules",

@@ -1,10 +1,15 @@
 """Export-time substitutions: the spec, the rule contract and the pass that applies rules to a model copy.
 
-A rule is one small class per module (``_prelu.py``, ``_norm.py``, ``_clamp.py``) with a ``name``, a ``scope``
-(sub-module paths it walks), ``matches(module)`` and ``rewrite(module)``. :func:`apply_rules` walks each scope
+A rule is one small class per module (``_prelu.py``, ``_norm.py``, ``_clamp.py``, ``_gln.py``, ``_topology.py``)
+with a ``name``, a ``scope`` (sub-module paths it walks; ``""`` is the model itself), ``exact`` (whether the
+rewritten model computes the same function), ``matches(module)`` and ``rewrite(module)``. :func:`apply_rules` walks each scope
 depth-first, replaces every matching module (without descending into it) and reports which rules fired.
 Substitutions keep capacity: same blocks, repeats and channels, and weights carried over where the new module
 has them.
+
+Exact rules (``prelu:maxmin``, ``gln_stats:split``, ``mask_mul:per_source``, ``decoder:per_source``) only change
+how the graph is written. :meth:`SubstitutionSpec.without_exact` drops them, which gives the model an export is
+checked against: with only exact rules, the export's fidelity gate compares the ONNX with the unmodified model.
 """
 
 from __future__ import annotations
@@ -20,13 +25,18 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.substitutions._clamp import ClampActivations
+from harness.substitutions._gln import SplitGlobLNStats
 from harness.substitutions._norm import NormSwap
 from harness.substitutions._prelu import PReLUToMaxMin, PReLUToReLU
+from harness.substitutions._topology import PerSourceDecoding, PerSourceMask
 
 if TYPE_CHECKING:
     from harness.model import ConvTasNet4D
 
 __all__ = [
+    "DecoderChoice",
+    "GlnStatsChoice",
+    "MaskMulChoice",
     "NormChoice",
     "PReLUChoice",
     "SubstitutionRule",
@@ -40,6 +50,9 @@ _log = logging.getLogger(__name__)
 
 PReLUChoice = Literal["keep", "relu", "maxmin"]
 NormChoice = Literal["gLN", "cLN", "affine", "identity"]
+GlnStatsChoice = Literal["joint", "split"]
+DecoderChoice = Literal["grouped", "per_source"]
+MaskMulChoice = Literal["repeat", "per_source"]
 
 
 class SubstitutionRule(Protocol):
@@ -52,6 +65,8 @@ class SubstitutionRule(Protocol):
 
     name: str
     scope: tuple[str, ...]
+    #: True when the rewritten module computes the same function (up to float rounding) with the same weights.
+    exact: bool
 
     def matches(self, module: nn.Module) -> bool:
         """Whether ``module`` is to be replaced."""
@@ -78,6 +93,12 @@ class SubstitutionSpec:
         prelu: ``"keep"``, ``"relu"`` (PReLU -> ReLU) or ``"maxmin"`` (PReLU as ``max(x,0) + a*min(x,0)``).
         norm: Target norm kind, or ``None`` to keep the checkpoint's.
         clamp: Bound ``c`` of a ``[-c, c]`` clamp after every separator activation, or ``None``.
+        gln_stats: ``"joint"`` (one ReduceMean over axes 1-3 per gLN statistic) or ``"split"`` (a mean over time,
+            then over channels; exact).
+        decoder: ``"grouped"`` (one grouped ConvTranspose) or ``"per_source"`` (one ungrouped ConvTranspose per
+            source, outputs concatenated; exact).
+        mask_mul: ``"repeat"`` (``masks * cat([w] * n_src)``) or ``"per_source"`` (mask conv split per source,
+            each mask times ``w``; exact).
 
     Raises:
         ConfigError: a value is outside its allowed set, or ``clamp`` is not a finite number > 0.
@@ -86,10 +107,16 @@ class SubstitutionSpec:
     prelu: PReLUChoice = "keep"
     norm: NormChoice | None = None
     clamp: float | None = None
+    gln_stats: GlnStatsChoice = "joint"
+    decoder: DecoderChoice = "grouped"
+    mask_mul: MaskMulChoice = "repeat"
 
     def __post_init__(self) -> None:
         if self.prelu not in get_args(PReLUChoice):
             raise ConfigError("substitutions.prelu", repr(self.prelu), f"one of {list(get_args(PReLUChoice))}")
+        for key, choice in (("gln_stats", GlnStatsChoice), ("decoder", DecoderChoice), ("mask_mul", MaskMulChoice)):
+            if getattr(self, key) not in get_args(choice):
+                raise ConfigError(f"substitutions.{key}", repr(getattr(self, key)), f"one of {list(get_args(choice))}")
         if self.norm is not None and self.norm not in get_args(NormChoice):
             raise ConfigError("substitutions.norm", repr(self.norm), f"None or one of {list(get_args(NormChoice))}")
         if self.clamp is not None:
@@ -98,9 +125,17 @@ class SubstitutionSpec:
                 raise ConfigError("substitutions.clamp", repr(value), "None or a finite number > 0")
             object.__setattr__(self, "clamp", float(value))
 
+    def without_exact(self) -> SubstitutionSpec:
+        """This spec without its exact rewrites (``prelu: maxmin`` -> ``keep``, the topology forms -> defaults).
+
+        The model built from it computes what the model built from ``self`` computes: it is the reference an
+        export's fidelity gate compares the ONNX with (the unmodified model when all substitutions are exact).
+        """
+        return SubstitutionSpec(prelu="keep" if self.prelu == "maxmin" else self.prelu, norm=self.norm, clamp=self.clamp)
+
 
 def rules_for(spec: SubstitutionSpec) -> list[SubstitutionRule]:
-    """The rules a spec asks for, in application order: prelu, norm, clamp.
+    """The rules a spec asks for, in application order: prelu, norm, clamp, gln_stats, mask_mul, decoder.
 
     Args:
         spec: The substitution spec.
@@ -117,6 +152,12 @@ def rules_for(spec: SubstitutionSpec) -> list[SubstitutionRule]:
         rules.append(NormSwap(spec.norm))
     if spec.clamp is not None:
         rules.append(ClampActivations(spec.clamp))
+    if spec.gln_stats == "split":
+        rules.append(SplitGlobLNStats())
+    if spec.mask_mul == "per_source":
+        rules.append(PerSourceMask())
+    if spec.decoder == "per_source":
+        rules.append(PerSourceDecoding())
     return rules
 
 
@@ -153,7 +194,8 @@ def apply_substitutions(model: ConvTasNet4D, spec: SubstitutionSpec) -> tuple[Co
         spec: What to substitute.
 
     Returns:
-        ``(copy, fired)``, e.g. ``(model, ["prelu:relu", "norm:gLN->cLN", "clamp:8.0"])``.
+        ``(copy, fired)``, e.g. ``(model, ["prelu:relu", "norm:gLN->cLN", "clamp:8.0"])`` or
+        ``(model, ["gln_stats:split", "mask_mul:per_source", "decoder:per_source"])``.
     """
     out = copy.deepcopy(model)
     fired = apply_rules(out, rules_for(spec))

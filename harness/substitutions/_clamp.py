@@ -49,6 +49,7 @@ class ClampActivations:
     """
 
     scope: tuple[str, ...] = ("masker.TCN", "masker.mask_net")
+    exact = False
 
     def __init__(self, limit: float) -> None:
         if not math.isfinite(limit) or limit <= 0:

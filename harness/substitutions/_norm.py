@@ -23,6 +23,7 @@ class NormSwap:
     """
 
     scope: tuple[str, ...] = ("masker",)
+    exact = False
 
     def __init__(self, target: str) -> None:
         if target not in NORM_CLASSES:

@@ -41,6 +41,7 @@ class PReLUToReLU:
 
     name = "prelu:relu"
     scope: tuple[str, ...] = ("masker",)
+    exact = False
 
     def matches(self, module: nn.Module) -> bool:
         """True for ``nn.PReLU`` and :class:`MaxMinPReLU`."""
@@ -64,6 +65,7 @@ class PReLUToMaxMin:
 
     name = "prelu:maxmin"
     scope: tuple[str, ...] = ("masker",)
+    exact = True
 
     def matches(self, module: nn.Module) -> bool:
         """True for ``nn.PReLU``."""
