@@ -11,33 +11,55 @@ unless noted):
 - ``pre_quantization_optimization(activation_clipping, layers=[...], mode=percentile, clipping_values=[lo, hi])``
   (§2.7);
 - ``model_optimization_config(checker_cfg, policy=enabled|disabled)`` (§2.4): the layer noise analysis that runs
-  inside ``optimize()`` (hefsweep's per-layer noise table; HD disabled it to save memory [T]).
+  inside ``optimize()`` (hefsweep's per-layer noise table; HD disabled it to save memory [T]);
+- ``pre_quantization_optimization(global_avgpool_reduction, layers=[avgpool1, avgpool10], division_factors=[2, 2])``
+  (§2.7, §11; MZ ``paddle_ocr_v5_mobile_detection.alls``, ``stdc1.alls``) [C] syntax, [T] effect (a user cleared
+  ``NegativeSlopeExponentNonFixable`` on a large avgpool with it). The meaning of the two factors is not public;
+  MZ only shows ``[2, 2]`` on 2-D pools. hefsweep reads them as (H, W) factors [I]: Conv-TasNet's GlobLN pools are
+  ``H = 1`` and average over W (kernel ``[1, 1, 1999, 1]`` in the real HN), so an override value ``k`` is written
+  ``division_factors=[1, k]``; an explicit pair ``"a,b"`` (or ``(a, b)`` in code) is written as given.
+
+Layer arguments are explicit lists ``[convtas/avgpool2, ...]`` of validated scoped HN names. A list of at least
+:data:`GLOB_SET_MIN` names that is *exactly* the set of HN layers whose bare names start with one identifier
+prefix is written as the glob set ``{<prefix>*}`` (``{*}`` for every layer), the idiom of Hailo's own scripts
+(§2.2 [C]: ``{conv*}``, ``{ew_add*}``, ``{*}``): ``type:avgpool`` on the real HN is ``{avgpool*}``, not 98 names,
+while the 49 ``role:gln_var_pool`` pools (``avgpool2``, ``avgpool4``, ...) stay a list because ``avgpool*`` would
+also take the mean pools. Shorter lists stay explicit, as in HD's scripts [T], so a small override is auditable
+name by name in the ``.alls``. Bare globs are written only for a single-scope HN (the DFC scopes them to the net).
 
 Safety: script text is never built from user input. Override patterns are first resolved against the HN
 (:func:`~harness.backends.hailo._layers.match_patterns`, which raises
 :class:`~harness.backends.OverrideTargetNotFound`), and only the resulting HN names -- each checked against a
-strict ``[net/]identifier`` pattern -- and numbers formatted here enter the text. An override that cannot be
-validated therefore never reaches ``load_model_script``.
+strict ``[net/]identifier`` pattern -- and numbers formatted here enter the text. A glob set's prefix is the common
+prefix of such checked names, must itself be an identifier, and is written only when it selects exactly the
+resolved names. An override that cannot be validated therefore never reaches ``load_model_script``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.backends._protocol import Override, OverrideSet, QuantSettings
-from harness.backends.hailo._layers import LayerTable, match_patterns
+from harness.backends.hailo._layers import LayerTable, bare_name, match_patterns
 from harness.errors import ConfigError
 
-__all__ = ["DEFAULT_BATCH_SIZE", "ModelScript", "build_script", "safe_layer_name"]
+__all__ = ["DEFAULT_BATCH_SIZE", "GLOB_SET_MIN", "ModelScript", "build_script", "safe_layer_name"]
 
 #: The DFC's default calibration batch size (dfc_api.md §2.8: ``DEFAULT_BATCH_SIZE`` is 8) [T].
 DEFAULT_BATCH_SIZE = 8
 
+#: A layer list this long or longer is written as a glob set when one covers it exactly (see the module docstring).
+GLOB_SET_MIN = 16
+
+_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FACTOR_PAIR = re.compile(r"\s*(\d{1,4})\s*[,x]\s*(\d{1,4})\s*")
+_MAX_FACTOR = 256
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)?")
 _OPT_LEVELS = range(0, 5)  # MZ uses 0-4 (§2.3) [C]
 _COMP_LEVELS = range(0, 6)  # MZ uses 0-5 (§2.3) [C]
@@ -54,6 +76,8 @@ class ModelScript:
         negative_exponent: HN layers given ``negative_exponent``.
         precision16: HN layers set to 16-bit (``a16_w16``), not counting a global ``{*}``.
         clipped: HN layers with activation clipping, not counting a global ``{*}``.
+        avgpool_reduction: HN layers given ``global_avgpool_reduction``.
+        division_factors: The ``division_factors`` written for them (one pair per override, in order).
     """
 
     text: str
@@ -62,6 +86,8 @@ class ModelScript:
     negative_exponent: tuple[str, ...] = ()
     precision16: tuple[str, ...] = ()
     clipped: tuple[str, ...] = ()
+    avgpool_reduction: tuple[str, ...] = ()
+    division_factors: tuple[tuple[int, int], ...] = ()
 
     def write(self, path: Path) -> Path:
         """Write the text to ``path`` and return it."""
@@ -74,6 +100,8 @@ class ModelScript:
             "negative_exponent_layers": list(self.negative_exponent),
             "precision16_layers": list(self.precision16),
             "clipped_layers": list(self.clipped),
+            "global_avgpool_reduction_layers": list(self.avgpool_reduction),
+            "global_avgpool_reduction_factors": [list(f) for f in self.division_factors],
         }
 
 
@@ -97,6 +125,50 @@ def _num(value: float) -> str:
 
 def _list(names: Sequence[str]) -> str:
     return "[" + ", ".join(safe_layer_name(n) for n in names) + "]"
+
+
+def _glob_set(names: Sequence[str], all_names: Sequence[str]) -> str | None:
+    """``{<prefix>*}`` / ``{*}`` when it selects exactly ``names`` among ``all_names``, else None."""
+    chosen = set(names)
+    if len(chosen) < GLOB_SET_MIN or len({n.rsplit("/", 1)[0] for n in all_names if "/" in n}) > 1:
+        return None
+    if chosen == set(all_names):
+        return "{*}"
+    prefix = os.path.commonprefix([bare_name(n) for n in chosen])
+    if not _PREFIX.fullmatch(prefix):
+        return None
+    if {n for n in all_names if bare_name(n).startswith(prefix)} != chosen:
+        return None
+    return "{" + prefix + "*}"
+
+
+def _layers_arg(names: Sequence[str], all_names: Sequence[str]) -> str:
+    """The layer argument for ``names``: every name is checked first, then a glob set or the explicit list."""
+    text = _list(names)  # raises on any unsafe name, also when a glob set is written instead
+    return _glob_set(names, all_names) or text
+
+
+def _factors(ov: Override) -> tuple[int, int]:
+    """``global_avgpool_reduction``'s value -> ``division_factors`` (H, W) [I]: ``k`` -> ``(1, k)``; ``"a,b"``."""
+    v: Any = 2 if ov.value is None else ov.value
+    pair: tuple[Any, Any]
+    if isinstance(v, str) and (m := _FACTOR_PAIR.fullmatch(v)):
+        pair = (int(m.group(1)), int(m.group(2)))
+    elif isinstance(v, tuple | list) and len(v) == 2:
+        pair = (v[0], v[1])
+    else:
+        pair = (1, v)
+    ok = all(
+        not isinstance(f, bool) and isinstance(f, int | float) and int(f) == f and 1 <= f <= _MAX_FACTOR for f in pair
+    )
+    if not ok or pair == (1, 1):
+        raise ConfigError(
+            f"override {ov.kind}",
+            repr(ov.value),
+            f"a division factor k in [2, {_MAX_FACTOR}] (written [1, k]: the pools' W) or a pair 'a,b' of positive "
+            "integers, not both 1",
+        )
+    return int(pair[0]), int(pair[1])
 
 
 def _level(ov: Override, allowed: range) -> int:
@@ -143,6 +215,7 @@ def build_script(
         raise ConfigError("calibration set", f"{calibset_size} samples", "at least 1 sample")
     batch = batch_size if batch_size is not None else min(DEFAULT_BATCH_SIZE, calibset_size)
     resolved = match_patterns([p for ov in overrides.overrides for p in (ov.layers or ("*",))], layers)
+    all_names = list(layers.keys()) if isinstance(layers, Mapping) else list(layers)
 
     def targets(ov: Override) -> list[str]:
         return list(dict.fromkeys(n for p in (ov.layers or ("*",)) for n in resolved[p]))
@@ -154,6 +227,14 @@ def build_script(
     negexp: list[str] = []
     p16: list[str] = []
     clipped: list[str] = []
+    reduced: list[str] = []
+    factors: list[tuple[int, int]] = []
+
+    def arg(names: list[str]) -> str:
+        return _layers_arg(names, all_names)
+
+    def where(ov: Override, names: list[str], text: str) -> str:
+        return f"{len(names)} layers ({', '.join(ov.layers) or '*'}{' as ' + text if text.startswith('{') else ''})"
 
     # Backend-neutral settings first, so that per-layer overrides below take precedence.
     if settings.method == "percentile":
@@ -184,23 +265,45 @@ def build_script(
         elif ov.kind == "negative_exponent":
             names = targets(ov)
             rank = 0 if ov.value is None else _level(ov, range(0, 2))
-            body.append(f"model_optimization_config(negative_exponent, layers={_list(names)}, rank={rank})")
+            text = arg(names)
+            body.append(f"model_optimization_config(negative_exponent, layers={text}, rank={rank})")
             negexp += names
-            applied.append(f"negative_exponent on {len(names)} layers ({', '.join(ov.layers) or '*'})")
+            applied.append(f"negative_exponent on {where(ov, names, text)}")
         elif ov.kind == "precision16":
             names = targets(ov)
-            body.append(f"quantization_param({_list(names)}, precision_mode=a16_w16)")
+            text = arg(names)
+            body.append(f"quantization_param({text}, precision_mode=a16_w16)")
             p16 += names
-            applied.append(f"precision16 on {len(names)} layers ({', '.join(ov.layers) or '*'})")
+            applied.append(f"precision16 on {where(ov, names, text)}")
         elif ov.kind == "activation_clipping":
             names = targets(ov)
             p = _percentile(99.99 if ov.value is None else ov.value, "override activation_clipping value")
+            text = arg(names)
             body.append(
-                f"pre_quantization_optimization(activation_clipping, layers={_list(names)}, mode=percentile, "
+                f"pre_quantization_optimization(activation_clipping, layers={text}, mode=percentile, "
                 f"clipping_values=[{_num(100.0 - p)}, {_num(p)}])"
             )
             clipped += names
-            applied.append(f"activation_clipping at {_num(p)} on {len(names)} layers ({', '.join(ov.layers) or '*'})")
+            applied.append(f"activation_clipping at {_num(p)} on {where(ov, names, text)}")
+        elif ov.kind == "global_avgpool_reduction":
+            names = targets(ov)
+            a, b = _factors(ov)
+            if isinstance(layers, Mapping):
+                other = [n for n in names if str(layers[n].get("type", "")) != "avgpool"]
+                if other:
+                    shown = ", ".join(other[:3]) + (", ..." if len(other) > 3 else "")
+                    raise ConfigError(
+                        f"override {ov.kind} on {', '.join(ov.layers) or '*'}",
+                        f"{len(other)} matched layers are not avgpool ({shown})",
+                        "avgpool layers only (e.g. role:gln_var_pool, role:gln_mean_pool, type:avgpool)",
+                    )
+            text = arg(names)
+            body.append(
+                f"pre_quantization_optimization(global_avgpool_reduction, layers={text}, division_factors=[{a}, {b}])"
+            )
+            reduced += names
+            factors.append((a, b))
+            applied.append(f"global_avgpool_reduction by [{a}, {b}] on {where(ov, names, text)}")
         else:  # pragma: no cover - OverrideKind is a closed Literal
             raise ConfigError(f"override kind {ov.kind!r}", "unknown", "a kind from harness.backends.Override")
 
@@ -220,4 +323,6 @@ def build_script(
         negative_exponent=tuple(dict.fromkeys(negexp)),
         precision16=tuple(dict.fromkeys(p16)),
         clipped=tuple(dict.fromkeys(clipped)),
+        avgpool_reduction=tuple(dict.fromkeys(reduced)),
+        division_factors=tuple(factors),
     )

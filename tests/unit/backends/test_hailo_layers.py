@@ -68,3 +68,50 @@ def test_invented_names_are_never_accepted_as_targets() -> None:
 def test_layer_map_keeps_type_and_onnx_names() -> None:
     m = layer_map(HN)
     assert m["convtas/avgpool6"] == {"type": "avgpool", "original_names": list(HN["convtas/avgpool6"]["original_names"])}
+
+
+#: Names from the real DFC 3.33 HN of a Conv-TasNet (/work/shared/real_dfc/real_hn.json), names only.
+REAL_NAMES = [f"convtas/{n}" for n in (
+    "input_layer1", "conv1", "conv5", "conv73", "conv74", "dw24", "resize1", "resize98", "avgpool6", "square3",
+    "mul_and_add49", "normalization145", "ew_mult50", "deconv1", "output_layer1",
+)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("named", "layer"),
+    [
+        ("conv5_dc", "convtas/conv5"),  # allocator suffixes (real_dfc README: conv215_dc, resize1_sd0)
+        ("convtas/conv74_dc", "convtas/conv74"),
+        ("resize1_sd0", "convtas/resize1"),
+        ("convtas/resize98_sd12", "convtas/resize98"),
+        ("dw24_dc_sd0", "convtas/dw24"),
+        ("mul_and_add49_dc", "convtas/mul_and_add49"),
+        ("ne_activation_normalization145_dc", "convtas/normalization145"),
+        ("auto_spatial_reshape_from_dw24_to_conv73_0", "convtas/dw24"),
+    ],
+)
+def test_allocator_suffixes_resolve_to_hn_layers(named: str, layer: str) -> None:
+    ref = resolve_layer(named, REAL_NAMES)
+    assert ref.hn_layer == layer and ref.via.startswith("invented:"), ref
+
+
+def test_allocator_suffix_on_an_absent_layer_stays_unresolved() -> None:
+    ref = resolve_layer("convtas/conv215_dc", REAL_NAMES)
+    assert not ref.resolved and ref.nearest
+    with pytest.raises(OverrideTargetNotFound) as err:
+        match_patterns(["conv5_dc"], REAL_NAMES)  # never accepted as an override target either
+    assert err.value.candidates[0] == "convtas/conv5"
+
+
+def test_type_selector_and_missing_selector_messages() -> None:
+    assert match_patterns(["type:avgpool", "type:*conv"], HN) == {
+        "type:avgpool": ("convtas/avgpool6",),
+        "type:*conv": ("convtas/conv1", "convtas/conv69"),
+    }
+    with pytest.raises(OverrideTargetNotFound) as err:
+        match_patterns(["type:deconv"], HN)
+    msg = str(err.value)
+    assert msg.startswith("Layer 'type:deconv' not found in model") and "types here: " in msg and "\n" not in msg
+    assert err.value.types == {"input_layer": 1, "conv": 2, "avgpool": 1, "ew_add": 1, "dw": 1, "activation": 1,
+                               "output_layer": 1}  # fmt: skip
+    assert err.value.roles == {"io": 2}  # no edges in this table: only the type-only role
