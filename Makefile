@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := data/demo/.stamp
 
-.PHONY: install sweep test test-fast test-reliability bench clean-stores train-demo browser-deps test-browser
+.PHONY: install sweep test test-fast test-reliability bench clean-stores train-demo browser-deps test-browser dfc-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,26 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+## The DFC's own environment, as users have it (real_dfc/dfc_env_requirements.txt: DFC 3.33 on Python 3.10 with these
+## pins), with the project's fake SDK (tests/fakes) on its path instead of the proprietary wheel. The Hailo tests run
+## their DFC stages in it (backend option python: .venv-dfc/bin/python). Python 3.10 where it can be found, else 3.11.
+DFC_VENV  := .venv-dfc
+DFC_STAMP := $(DFC_VENV)/.installed-stamp
+DFC_PINS  := numpy==1.26.4 onnx==1.16.0 onnxruntime==1.18.0 protobuf==3.20.3 pydantic==2.0.2
+DFC_PYTHON ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10.*/bin/python3.10 /usr/bin/python3.10 python3.11 $(PYTHON); do \
+	"$$p" -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null && { echo "$$p"; break; }; done)
+
+$(DFC_STAMP): Makefile
+	@test -n "$(DFC_PYTHON)" || { echo "no Python >= 3.10 found for $(DFC_VENV)"; exit 1; }
+	rm -rf $(DFC_VENV)
+	$(DFC_PYTHON) -m venv $(DFC_VENV)
+	$(DFC_VENV)/bin/pip install -q $(DFC_PINS)
+	echo "$(CURDIR)/tests/fakes" > "$$($(DFC_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/hefsweep-fake-dfc.pth"
+	$(DFC_VENV)/bin/python -c "import sys, numpy, onnx, hailo_sdk_client; print('$(DFC_VENV):', sys.version.split()[0], 'numpy', numpy.__version__, 'onnx', onnx.__version__, 'DFC (fake)', hailo_sdk_client.__version__)"
+	@touch $(DFC_STAMP)
+
+dfc-venv: $(DFC_STAMP)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BROWSER_STAMP := $(VENV)/.browser-stamp
@@ -42,16 +62,16 @@ sweep: $(STAMP) $(DEMO)
 
 ## The test suite: unit, end-to-end, contract, browser, reliability (bad inputs, fault injection, 4-worker load,
 ## untrusted input). `make test-reliability` runs the reliability suite alone; `bench/reliability.py` prints its counts.
-test: $(STAMP) $(BROWSER_STAMP)
+test: $(STAMP) $(BROWSER_STAMP) $(DFC_STAMP)
 	$(BIN)/python -m pytest -q
 
-test-reliability: $(STAMP)
+test-reliability: $(STAMP) $(DFC_STAMP)
 	$(BIN)/python -m pytest -q tests/reliability
 
 test-browser: $(BROWSER_STAMP)
 	$(BIN)/python -m pytest -q tests/browser
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(DFC_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP) $(DEMO)

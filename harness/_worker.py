@@ -1,8 +1,11 @@
 """The worker process of :mod:`harness.isolation`: ``python -m harness._worker READ_FD WRITE_FD``.
 
 Loops over requests ``(target, args, kwargs, log_path)`` received on READ_FD, runs ``module:function`` with
-stdout/stderr redirected to ``log_path``, and answers on WRITE_FD with ``("ok", value, peak_rss_mb)`` or
+stdout/stderr redirected to ``log_path`` and the log's folder as the current directory, and answers on WRITE_FD with ``("ok", value, peak_rss_mb)`` or
 ``("err", class_name, message, traceback)``. Exits when the parent closes the pipe.
+
+Worker side (see :data:`harness.WORKER_SIDE`): this module may run under the DFC's own interpreter, so it imports
+only the standard library and runs on Python 3.10.
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ def _redirect(log_path: str | None, saved: tuple[int, int]) -> None:
 
 def _serve(inbox: Connection, outbox: Connection) -> None:
     saved = (os.dup(1), os.dup(2))
+    home = os.getcwd()
     while True:
         try:
             target, args, kwargs, log_path = inbox.recv()
         except EOFError:
             return
         _redirect(log_path, saved)
+        os.chdir(os.path.dirname(os.path.abspath(log_path)) if log_path else home)
         reply: tuple[Any, ...]
         try:
             module, func = target.split(":")
@@ -47,6 +52,7 @@ def _serve(inbox: Connection, outbox: Connection) -> None:
             sys.stderr.write(tb)
             reply = ("err", type(exc).__name__, str(exc), tb)
         _redirect(None, saved)
+        os.chdir(home)
         try:
             outbox.send(reply)
         except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result

@@ -199,6 +199,8 @@ class Doctor(Command):
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--backend", choices=["ort", "hailo"], default="ort")
+        p.add_argument("--python", help="the DFC environment's interpreter (default: $HEFSWEEP_HAILO_PYTHON, else this one)")
+        p.add_argument("--space", type=Path, help="take --backend and its options (python, hw_arch ...) from this space")
         store_options(p)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -206,10 +208,18 @@ class Doctor(Command):
         from harness.sweep import default_storage
         from harness.tracking import default_tracking_uri
 
+        backend, options = args.backend, {}
+        if args.space is not None:
+            from harness.space import load_space
+
+            space = load_space(args.space)
+            backend, options = space.backend, dict(space.backend_options)
         checks = run_checks(
-            args.backend,
+            backend,
             args.storage or default_storage(args.root),
             args.tracking_uri or default_tracking_uri(args.root),
+            python=args.python,
+            options=options,
         )
         width = max(len(c.name) for c in checks)
         for c in checks:
@@ -217,9 +227,9 @@ class Doctor(Command):
             print(f"[{mark}] {c.name:<{width}}  {c.detail}")
         missing = [c.name for c in checks if c.required and not c.ok]
         if missing:
-            print(f"\nmissing for backend {args.backend}: {', '.join(missing)}")
+            print(f"\nmissing for backend {backend}: {', '.join(missing)}")
             return 1
-        print(f"\nready for backend {args.backend}")
+        print(f"\nready for backend {backend}")
         return 0
 
 

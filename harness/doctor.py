@@ -6,9 +6,7 @@ piece that the chosen backend or the configured stores need makes the command ex
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
-import importlib.util
 import os
 import platform
 import shutil
@@ -22,8 +20,16 @@ __all__ = ["Check", "run_checks"]
 
 DFC_HINT = (
     "install the Hailo Dataflow Compiler wheel (hailo_dataflow_compiler-<ver>-py3-none-linux_x86_64.whl) from the "
-    "Hailo Developer Zone into this venv: .venv/bin/pip install <wheel>"
+    "Hailo Developer Zone into its own environment (Python 3.10, numpy 1.26) and point hefsweep at it: backend option "
+    "python: /path/to/dfc-venv/bin/python or $HEFSWEEP_HAILO_PYTHON"
 )
+
+#: What a working DFC 3.33 environment pins (real_dfc/dfc_env_requirements.txt) and why a different one conflicts.
+DFC_PINS = {
+    "numpy": ("1.26", "NumPy 2 breaks the DFC's TensorFlow (LUX); DFC 3.33 environments pin numpy 1.26.4"),
+    "onnx": ("1.16", "the DFC imports onnx.mapping, removed in onnx 1.17 (LUX); DFC 3.33 environments pin onnx 1.16.0"),
+    "protobuf": ("3.20", "DFC 3.33 environments pin protobuf 3.20.3"),
+}
 
 
 @dataclass(frozen=True)
@@ -48,27 +54,40 @@ def _package(name: str, dist: str, required: bool) -> Check:
     return Check(name, v is not None, v or "not installed", required)
 
 
-def _dfc(required: bool) -> list[Check]:
-    try:
-        spec = importlib.util.find_spec("hailo_sdk_client")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None:
-        return [Check("Hailo DFC (hailo_sdk_client)", False, f"absent: {DFC_HINT}", required)]
-    try:
-        sdk = importlib.import_module("hailo_sdk_client")
-    except Exception as exc:  # noqa: BLE001 - a broken install is reported, not raised
-        return [Check("Hailo DFC (hailo_sdk_client)", False, f"import fails: {type(exc).__name__}: {exc}", required)]
-    checks = [Check("Hailo DFC (hailo_sdk_client)", True, str(getattr(sdk, "__version__", "unknown version")), required)]
-    try:
-        archs = list(importlib.import_module("hailo_sdk_client.exposed_definitions").SUPPORTED_HW_ARCHS)
-        source = "SUPPORTED_HW_ARCHS"
-    except Exception:  # noqa: BLE001 - older/newer DFCs may not expose it
-        from harness.backends.hailo import KNOWN_HW_ARCHS
+def _interpreter_line(name: str, facts: dict[str, object]) -> Check:
+    parts = [f"Python {facts.get('python')}"] + [
+        f"{k} {facts[k]}" for k in ("numpy", "onnx", "onnxruntime", "protobuf") if facts.get(k)
+    ]
+    return Check(name, True, f"{facts.get('executable')}: " + ", ".join(parts), False)
 
-        archs, source = sorted(KNOWN_HW_ARCHS), "hefsweep's list"
-    checks.append(Check("hw_arch values", True, f"{', '.join(archs)} ({source})", False))
-    rt = _version("hailort")
+
+def _dfc(required: bool, python: str | None = None, options: dict[str, object] | None = None) -> list[Check]:
+    """The DFC's interpreter (resolved as the sweep resolves it), probed: versions, hw_arch values, pin conflicts.
+
+    The SDK is imported only in that interpreter, never here.
+    """
+    from harness.backends.hailo._interpreter import probe, resolve_python
+
+    opts = dict(options or {})
+    try:
+        exe = resolve_python(python or opts.get("python"))
+        facts = probe(exe, opts)
+    except HarnessError as exc:
+        return [Check("Hailo DFC interpreter", False, f"{exc.message}", required)]
+    versions = dict(facts.get("versions") or {})
+    checks = [
+        _interpreter_line("DFC interpreter", facts),
+        Check("Hailo DFC (hailo_sdk_client)", True, versions.get("hailo_dfc", "unknown version"), required),
+        Check("hw_arch values", True, ", ".join(str(a) for a in facts.get("hw_archs") or []), False),
+    ]
+    for dist, (want, why) in DFC_PINS.items():
+        have = facts.get(dist)
+        if have and not str(have).startswith(want + "."):
+            checks.append(Check(f"DFC interpreter {dist}", False, f"{have} conflicts: {why}", False))
+    if facts.get("hailo_dataflow_compiler") is None:
+        checks.append(Check("DFC package metadata", False,
+                            "no hailo_dataflow_compiler distribution (a fake or a source tree?)", False))  # fmt: skip
+    rt = versions.get("hailort")
     checks.append(Check("HailoRT (hailo_platform)", rt is not None, rt or "absent (only needed on the target)", False))
     return checks
 
@@ -126,17 +145,27 @@ def _mlflow_store(uri: str) -> Check:
     return Check(name, True, "not checked (scheme not probed)", False)
 
 
-def run_checks(backend: str, storage: str, tracking_uri: str) -> list[Check]:
-    """All checks for a sweep on ``backend`` with these stores."""
+def run_checks(
+    backend: str, storage: str, tracking_uri: str, python: str | None = None, options: dict[str, object] | None = None
+) -> list[Check]:
+    """All checks for a sweep on ``backend`` with these stores (``python``/``options``: the Hailo backend's)."""
+    import sys
+
     checks = [
-        Check("Python", True, f"{platform.python_version()} ({platform.machine()})", False),
+        Check("harness interpreter", True, f"{sys.executable}: Python {platform.python_version()} ({platform.machine()})",
+              False),  # fmt: skip
         _package("torch", "torch", True),
+        _package("numpy", "numpy", True),
         _package("onnx", "onnx", True),
         _package("onnxruntime", "onnxruntime", True),
+        _package("protobuf", "protobuf", False),
         _package("optuna", "optuna", True),
         _package("mlflow", "mlflow", True),
     ]
-    checks += _dfc(required=backend == "hailo")
+    if backend == "hailo" or python or os.environ.get("HEFSWEEP_HAILO_PYTHON"):
+        checks += _dfc(required=backend == "hailo", python=python, options=options)
+    else:
+        checks.append(Check("Hailo DFC", False, f"not checked (use --backend hailo); {DFC_HINT}", False))
     checks.append(_gpu())
     checks.append(_optuna_store(storage))
     checks.append(_mlflow_store(tracking_uri))

@@ -11,22 +11,32 @@ parent waits at most ``timeout`` seconds for each call, then kills the worker. T
 A :class:`Worker` is reused across calls (starting a Python process and importing a runtime costs about a
 second per stage), and is replaced after a timeout, a crash, or ``max_calls`` calls (to bound SDK leaks).
 The worker is a fresh interpreter started with ``subprocess`` -- not ``multiprocessing`` -- so it never
-re-imports the caller's ``__main__``.
+re-imports the caller's ``__main__``. It may be **another interpreter** than the harness's (``Worker(python=...)``):
+the Hailo DFC lives in its own environment (Python 3.10, numpy 1.26, onnx 1.16, TensorFlow) and its stages run
+there. Only the worker side of the harness is put on that interpreter's path (:func:`worker_pythonpath`: the
+``harness`` package alone, never the harness's site-packages), and only modules listed in
+:data:`harness.WORKER_SIDE` may be imported there.
+
+Each call runs with the folder of its log file as the current directory, so tools that write logs and scratch
+folders into the current directory (the DFC writes ``hailo_sdk.client.log``, ``allocator.log`` ...) write them
+into the stage's own working folder.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IsolatedFailure", "IsolatedRun", "Worker", "run_isolated"]
+__all__ = ["IsolatedFailure", "IsolatedRun", "Worker", "run_isolated", "worker_env", "worker_pythonpath"]
 
 
 @dataclass(frozen=True)
@@ -56,15 +66,47 @@ class IsolatedFailure(Exception):
         super().__init__(f"{exc_class}: {message}")
 
 
+@functools.cache
+def worker_pythonpath() -> str:
+    """A folder holding the ``harness`` package and nothing else, for another interpreter's ``PYTHONPATH``.
+
+    In a source checkout that is the checkout itself; for an installed harness (``harness`` inside a
+    site-packages folder, next to numpy 2, torch ...) it is a private folder with a symlink to the package, so
+    that the DFC's interpreter never sees the harness's own third-party packages.
+    """
+    package = Path(__file__).resolve().parent
+    root = package.parent
+    if (root / "pyproject.toml").is_file():
+        return str(root)
+    folder = Path(tempfile.gettempdir()) / f"hefsweep-worker-path-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    link = folder / "harness"
+    if not (link.is_symlink() and link.resolve() == package):
+        tmp = folder / f".harness.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(package, target_is_directory=True)
+        os.replace(tmp, link)
+    return str(folder)
+
+
+def worker_env(python: str | None = None) -> dict[str, str]:
+    """The environment of a worker (or probe) process running under ``python``: the harness on the path first."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (worker_pythonpath(), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 class Worker:
     """A reusable worker process. Not thread-safe: one call at a time.
 
     Args:
         max_calls: Replace the process after this many calls.
+        python: The interpreter to run the worker under (default: the harness's own, ``sys.executable``).
     """
 
-    def __init__(self, max_calls: int = 50) -> None:
+    def __init__(self, max_calls: int = 50, python: str | None = None) -> None:
         self.max_calls = max_calls
+        self.python = python or sys.executable
         self._proc: subprocess.Popen[bytes] | None = None
         self._to: Connection | None = None
         self._from: Connection | None = None
@@ -73,11 +115,9 @@ class Worker:
     def _start(self) -> None:
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[1])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        env = worker_env(self.python)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "harness._worker", str(to_r), str(from_w)],
+            [self.python, "-m", "harness._worker", str(to_r), str(from_w)],
             pass_fds=(to_r, from_w),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -118,7 +158,8 @@ class Worker:
             target: ``"package.module:function"``; arguments and result must be picklable.
             *args: Positional arguments.
             timeout: Seconds to wait before the worker is killed.
-            log_path: File that receives the call's stdout and stderr (appended).
+            log_path: File that receives the call's stdout and stderr (appended); its folder is the call's current
+                directory.
             **kwargs: Keyword arguments.
 
         Returns:
@@ -166,8 +207,9 @@ def run_isolated(
     *args: Any,
     timeout: float,
     log_path: Path | None = None,
+    python: str | None = None,
     **kwargs: Any,
 ) -> IsolatedRun:
-    """One call in a fresh worker process (see :meth:`Worker.call`)."""
-    with Worker(max_calls=1) as worker:
+    """One call in a fresh worker process (see :meth:`Worker.call`), under ``python`` (default: this one)."""
+    with Worker(max_calls=1, python=python) as worker:
         return worker.call(target, *args, timeout=timeout, log_path=log_path, **kwargs)

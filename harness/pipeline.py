@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +24,7 @@ import numpy as np
 
 from harness.backends import Compiled, Optimized, OverrideSet, QuantSettings, Translated
 from harness.cache import CachedBuildError, StageCache, StageEntry, file_sha256, stage_key
-from harness.failures import Failure, classify
+from harness.failures import Failure, classify, classify_with_log
 from harness.isolation import IsolatedFailure, Worker
 from harness.space import SearchSpace
 
@@ -151,13 +152,14 @@ class Pipeline:
         self._model: Any = None
         self._eval: dict[int, Any] = {}
         self._versions: dict[str, str] | None = None
-        self._worker: Worker | None = None
+        self._workers: dict[str, Worker] = {}
+        self._python: str | None = None
 
     def close(self) -> None:
-        """Stop the stage worker process (a later trial starts a new one)."""
-        if self._worker is not None:
-            self._worker.close()
-            self._worker = None
+        """Stop the stage worker processes (a later trial starts new ones)."""
+        workers, self._workers = self._workers, {}
+        for worker in workers.values():
+            worker.close()
 
     # -- shared inputs, loaded once per process -------------------------------------------------------------
     @property
@@ -196,10 +198,17 @@ class Pipeline:
         return self._eval[width]
 
     def backend_versions(self) -> dict[str, str]:
-        """Versions of the backend's runtime (part of every backend stage's key)."""
+        """Versions of the backend's runtime (part of every backend stage's key), asked of the interpreter that runs
+        the backend's stages (for Hailo: the DFC environment's, probed once; a bad ``python`` is a one-line error)."""
         if self._versions is None:
-            self._versions = self.space.backend_spec().create().versions()
+            self._versions = self.space.backend_spec().versions()
         return self._versions
+
+    def stage_python(self) -> str:
+        """The interpreter of the backend's isolated stages (resolved once)."""
+        if self._python is None:
+            self._python = self.space.backend_spec().interpreter()
+        return self._python
 
     def validate_inputs(self) -> None:
         """Check checkpoint and audio once before any trial (bad input -> HarnessError, exit 1)."""
@@ -284,7 +293,8 @@ class Pipeline:
                 stages[name] = {"key": key, "cached": False, "seconds": time.monotonic() - start}
                 raise cause from None
             if isinstance(cause, IsolatedFailure):
-                failure = classify(name, cause.exc_class, cause.message)
+                # a bare message (the DFC's "Compilation failed") is classified from the stage's own log lines
+                failure = classify_with_log(name, cause.exc_class, cause.message, _stage_logs(err.failed_dir, name))
                 tb = cause.traceback
             else:
                 import traceback
@@ -301,13 +311,18 @@ class Pipeline:
         return entry
 
     def _isolated(self, stage: str, target: str, workdir: Path, *args: Any) -> Any:
-        if self._worker is None:
-            self._worker = Worker()
-        run = self._worker.call(
+        """``harness._stage_calls:<target>`` in the stage worker; the noise stage (it only reads files and runs
+        ONNX Runtime) always runs under the harness's own interpreter, backend stages under the backend's."""
+        python = sys.executable if stage == "noise" else self.stage_python()
+        worker = self._workers.get(python)
+        if worker is None:
+            worker = self._workers[python] = Worker(python=python)
+        spec = self.space.backend_spec()
+        run = worker.call(
             f"harness._stage_calls:{target}",
-            self.space.backend_spec(),
+            spec,
             *args,
-            timeout=self.space.stage_timeout,
+            timeout=spec.timeout(stage, self.space.stage_timeout),
             log_path=workdir / f"{stage}.log",
         )
         (workdir / "resources.json").write_text(
@@ -468,6 +483,8 @@ class Pipeline:
             lambda d: self._emulate(optimized, ev, d, np.load(ref.path / "float.npy"), on_clip),
             stages,
         )
+        if emu.meta.get("alignment"):
+            info["emulate_alignment"] = emu.meta["alignment"]
         info["metrics"], per_clip = _metrics(np.load(emu.path / "outputs.npy"), np.load(ref.path / "float.npy"), ev)
         info["per_clip_si_snr_db"] = [row["si_snr_db"] for row in per_clip]
         if space.layer_noise_clips:
@@ -594,11 +611,15 @@ class Pipeline:
         mixtures = ev.mixtures[:, None, None, :].astype(np.float32)
         chunk = len(mixtures) if on_clip is None else _CLIPS_PER_CALL
         outs = []
+        alignment: dict[str, Any] | None = None
         for start in range(0, len(mixtures), chunk):
             inputs, part = d / "inputs.npy", d / "part.npy"
             np.save(inputs, mixtures[start : start + chunk])
             self._isolated("emulate", "emulate", d, optimized, inputs, part)
-            outs.append(np.load(part))
+            raw = np.load(part)
+            if raw.shape[-1] != ref.shape[-1] and alignment is None:
+                alignment = output_alignment(raw, ref[start : start + len(raw)], self.model.config)
+            outs.append(raw if alignment is None else apply_alignment(raw, alignment, ref.shape[-1]))
             if on_clip is not None:
                 values = si_snr(outs[-1][:, :, 0, :], ref[start : start + chunk, :, 0, :]).mean(axis=1)
                 if any([on_clip(start + i, float(v)) for i, v in enumerate(values)]):
@@ -610,7 +631,7 @@ class Pipeline:
         _write_listening_pairs(d / "audio", ev, ref, out, self.sample_rate)
         for name in ("inputs.npy", "part.npy"):
             (d / name).unlink(missing_ok=True)
-        return {"shape": list(out.shape)}
+        return {"shape": list(out.shape), "alignment": alignment}
 
 
 _LISTEN_CLIPS = 3
@@ -630,6 +651,60 @@ def _write_listening_pairs(folder: Path, ev: Any, ref: np.ndarray, quant: np.nda
         for k in range(quant.shape[1]):
             sf.write(folder / f"{i}_{name}_s{k + 1}_float.wav", ref[i, k, 0] * gain, rate, subtype="PCM_16")
             sf.write(folder / f"{i}_{name}_s{k + 1}_quantized.wav", quant[i, k, 0] * gain, rate, subtype="PCM_16")
+
+
+#: Logs a stage's tools write into its workdir (the DFC's, [T] real_dfc/README.md), read for bare failure messages.
+_TOOL_LOGS = ("allocator.log", "hailo_sdk.client.log", "acceleras.log")
+_LOG_TAIL = 256 * 1024
+
+
+def _stage_logs(folder: Path | None, stage: str) -> str:
+    """The tail of the stage's log and of the tool logs in its failed build's folder (empty when there are none)."""
+    if folder is None:
+        return ""
+    parts = []
+    for name in (f"{stage}.log", *_TOOL_LOGS):
+        path = folder / name
+        if path.is_file():
+            with path.open("rb") as f:
+                f.seek(max(0, path.stat().st_size - _LOG_TAIL))
+                parts.append(f.read().decode("utf-8", "replace"))
+    return "\n".join(parts)
+
+
+def output_alignment(quant: np.ndarray, ref: np.ndarray, config: Any) -> dict[str, Any]:
+    """Where a backend output shorter than W sits in the float reference: found once, by cross-correlation.
+
+    The DFC's decoder deconv returns F·stride samples (15992 for W=16000, ``real_dfc/real_hn.json``) where the ONNX
+    returns (F-1)·stride + L = W; a shortfall of up to ``kernel_size - stride`` samples is expected and is aligned
+    (the offset that best matches the float outputs of these clips), anything else is an error.
+
+    Raises:
+        ValueError: the output is longer than W or shorter by more than ``kernel_size - stride``.
+    """
+    width, short = ref.shape[-1], ref.shape[-1] - quant.shape[-1]
+    limit = max(int(config.kernel_size) - int(config.stride or config.kernel_size // 2), 0)
+    if not 0 < short <= limit:
+        raise ValueError(
+            f"emulated output has {quant.shape[-1]} samples for W={width}; expected W or at most "
+            f"kernel_size - stride = {limit} fewer"
+        )
+    q = quant[:, :, 0, :].astype(np.float64)
+    scores = []
+    for k in range(short + 1):
+        r = ref[:, :, 0, k : k + quant.shape[-1]].astype(np.float64)
+        scores.append(float(np.sum(q * r) / (np.sqrt(np.sum(q * q) * np.sum(r * r)) or 1.0)))
+    offset = int(np.argmax(scores))
+    return {"output_width": int(quant.shape[-1]), "width": int(width), "offset": offset,
+            "correlation": round(scores[offset], 6), "method": "cross-correlation on the first emulated clips"}  # fmt: skip
+
+
+def apply_alignment(quant: np.ndarray, alignment: dict[str, Any], width: int) -> np.ndarray:
+    """Place ``quant`` at the alignment's offset in zeros of length ``width``."""
+    out = np.zeros(quant.shape[:-1] + (width,), dtype=quant.dtype)
+    k = alignment["offset"]
+    out[..., k : k + quant.shape[-1]] = quant
+    return out
 
 
 def _candidates(dim: Any) -> list[Any]:

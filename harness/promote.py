@@ -305,7 +305,7 @@ def _emulate_hailo(spec: Any, har: Path, inputs: np.ndarray, workdir: Path, time
     try:
         run_isolated(
             "harness._stage_calls:emulate", spec, Optimized(path=har), x_npy, y_npy,
-            timeout=timeout, log_path=workdir / "emulate.log",
+            timeout=timeout, log_path=workdir / "emulate.log", python=spec.interpreter(),
         )  # fmt: skip
     except IsolatedFailure as exc:
         raise HarnessError(f"emulation of {har.name}", f"failed ({exc.exc_class}: {exc.message[:200]})",
@@ -331,7 +331,7 @@ def verify_run(
             evaluation set that differs from the trial's, a recomputed SI-SNR outside ``tolerance_db``, or a
             backend that cannot emulate here (unless ``skip_emulation``).
     """
-    from harness.backends import get_backend
+    from harness.backends import BackendSpec
     from harness.errors import BackendUnavailable
 
     _require_ok(run)
@@ -357,7 +357,7 @@ def verify_run(
     space = _space_of(client, run, required=not skip_emulation)
     options = dict(space.backend_options) if space is not None else _options_from_tags(backend, tags)
     try:
-        current = get_backend(backend, **options).versions()
+        current = BackendSpec(backend, tuple(sorted(options.items()))).versions()  # Hailo: asked of the DFC's Python
     except BackendUnavailable as exc:
         if not skip_emulation:
             raise HarnessError(f"backend {backend} for run {rid}", exc.seen, exc.expected,
@@ -402,6 +402,15 @@ def verify_run(
     else:
         har = _download(f"{base}/{_HAILO_HAR}", workdir / "har", tracking_uri, f"{_HAILO_HAR} of run {rid}")
         quant = _emulate_hailo(space.backend_spec(), har, x, workdir, space.stage_timeout)
+        if quant.shape[-1] != ref.shape[-1]:  # the DFC's deconv gives F*stride samples: align as the trial did
+            from harness.model import load_checkpoint
+            from harness.pipeline import apply_alignment, output_alignment
+
+            try:
+                alignment = output_alignment(quant, ref, load_checkpoint(space.checkpoint).config)
+            except ValueError as exc:
+                raise HarnessError(f"emulation of run {rid}", str(exc), "an output the trial could align") from None
+            quant = apply_alignment(quant, alignment, ref.shape[-1])
     if quant.shape != ref.shape:
         raise HarnessError(f"emulation of run {rid}", f"output shape {quant.shape}", f"the float model's {ref.shape}")
     per_clip = si_snr(quant[:, :, 0, :], ref[:, :, 0, :]).mean(axis=1)

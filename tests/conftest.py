@@ -32,7 +32,20 @@ def _isolate_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("HEFSWEEP_CACHE_DIR", raising=False)
     monkeypatch.delenv("HEFSWEEP_THREADS", raising=False)
+    monkeypatch.delenv("HEFSWEEP_HAILO_PYTHON", raising=False)
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+
+#: The DFC's own environment (DFC 3.33 pins, the fake SDK on its path), built by `make dfc-venv` (and `make test`).
+DFC_VENV_PYTHON = Path(__file__).resolve().parents[1] / ".venv-dfc" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def dfc_python() -> Path:
+    """The interpreter of ``.venv-dfc``: Hailo stages run there as they would in a user's DFC environment."""
+    if not DFC_VENV_PYTHON.exists():
+        pytest.fail(f"{DFC_VENV_PYTHON} is missing: run `make dfc-venv` (make test builds it)")
+    return DFC_VENV_PYTHON
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ embedded ONNX Runtime backend.
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,5 +79,27 @@ class BackendSpec:
     options: tuple[tuple[str, Any], ...] = ()
 
     def create(self) -> Backend:
-        """Construct the backend."""
+        """Construct the backend (in the process that runs its stages)."""
         return get_backend(self.name, **dict(self.options))
+
+    def interpreter(self) -> str:
+        """The Python that runs this backend's stages: the harness's own unless the backend class says otherwise
+        (``interpreter(options)``; the Hailo backend runs in the DFC environment's interpreter)."""
+        fn = getattr(backend_class(self.name), "interpreter", None)
+        return str(fn(dict(self.options))) if fn is not None else sys.executable
+
+    def versions(self) -> dict[str, str]:
+        """The backend's ``versions()`` as seen from the harness: asked of the backend's own interpreter when the
+        class has ``describe(options)`` (never importing its SDK here), else from a backend constructed here."""
+        fn = getattr(backend_class(self.name), "describe", None)
+        return dict(fn(dict(self.options))) if fn is not None else self.create().versions()
+
+    def timeout(self, stage: str, stage_timeout: float) -> float:
+        """Seconds the isolated ``stage`` may take: the backend option ``<stage>_timeout`` when given, else the
+        space's ``stage_timeout`` raised to the backend class's ``default_timeouts[stage]`` floor (the Hailo
+        compile: 3600 s; a real mapping ran 31 min 42 s)."""
+        opts = dict(self.options)
+        if opts.get(f"{stage}_timeout") is not None:
+            return float(opts[f"{stage}_timeout"])
+        floor = getattr(backend_class(self.name), "default_timeouts", {}).get(stage)
+        return max(float(stage_timeout), float(floor)) if floor is not None else float(stage_timeout)

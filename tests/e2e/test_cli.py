@@ -140,7 +140,13 @@ def test_doctor_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str], m
     monkeypatch.setitem(sys.modules, "hailo_sdk_client", None)  # no DFC here, fake or real
     assert main(["doctor", "--backend", "hailo", "--root", str(tmp_path / "mlruns")]) == 1
     out = capsys.readouterr().out
-    assert "[MISS] Hailo DFC (hailo_sdk_client)" in out and "Developer Zone" in out
+    assert "[MISS] Hailo DFC interpreter" in out and "Developer Zone" in out and "HEFSWEEP_HAILO_PYTHON" in out
+
+    # a DFC interpreter that lacks the SDK: named, with what it lacks
+    assert main(["doctor", "--backend", "hailo", "--python", sys.executable, "--root", str(tmp_path / "mlruns")]) == 1
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "Hailo DFC interpreter" in ln)
+    assert sys.executable in line and "hailo_sdk_client is not importable" in line
 
     code = main(["doctor", "--storage", "postgresql://nobody@127.0.0.1:1/none", "--root", str(tmp_path)])
     out = capsys.readouterr().out

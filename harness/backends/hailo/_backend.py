@@ -14,9 +14,18 @@ Artifacts (all inside the verb's workdir, nothing else crosses the protocol but 
 - compile: ``model.hef`` and ``model_compiled.har`` (the compiled HAR, for ``hailo profiler``);
 - emulate: returns ``[n, n_src, 1, W]`` float32 from ``SDK_QUANTIZED`` emulation.
 
+Interpreter: this module is on the worker side (:data:`harness.WORKER_SIDE`): it runs in the stage worker under the
+DFC environment's own Python (backend option ``python``; :mod:`._interpreter` resolves and probes it from the
+harness side), so it imports only the standard library, numpy (1.26 API) and onnx (1.16 API) besides the SDK, and
+runs on Python 3.10. The worker's current directory is the stage's workdir, where the DFC writes its own logs
+(``hailo_sdk.client.log``, ``acceleras.log``, ``allocator.log``) and scratch folders [T] (HD).
+
 Layouts: the exported model is 4-D NCHW with H=1 (``input`` ``[1, 1, 1, W]``). The DFC takes and returns NHWC
 (dfc_api.md §3.2, §5.2 [C]), so calibration/inputs ``[n, 1, 1, W]`` become ``[n, 1, W, 1]`` and outputs
-``[n, 1, W, n_src]`` become ``[n, n_src, 1, W]`` (the same conversion HD used for Conv-TasNet, §8.1 [T]).
+``[n, 1, W', n_src]`` become ``[n, n_src, 1, W']`` (the same conversion HD used for Conv-TasNet, §8.1 [T]).
+``W'`` is the HN output width, which is *not* always W: the real DFC's decoder deconv outputs F·stride samples
+(15992 for W=16000, ``real_dfc/real_hn.json``), 8 fewer than the ONNX; the pipeline aligns that to the float
+reference.
 """
 
 from __future__ import annotations
@@ -26,7 +35,9 @@ import importlib
 import importlib.metadata
 import importlib.util
 import json
+import platform
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -78,6 +89,43 @@ def _sdk() -> ModuleType:
         ) from exc
 
 
+def worker_facts() -> dict[str, str]:
+    """The interpreter this stage ran under (recorded in the stage's info: which Python, numpy and onnx the DFC had)."""
+    out = {"python": platform.python_version(), "executable": sys.executable, "numpy": np.__version__}
+    try:
+        out["onnx"] = importlib.metadata.version("onnx")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    return out
+
+
+def guard_apu_neg_mantissa_correction() -> bool:
+    """DFC 3.33's ``ApuNegMantissaCorrection`` can crash on layers without ``neg_weights()`` such as
+    ``HailoAvgPool`` (every GlobLN pool); HD replaced its ``should_correct_layer`` before ``optimize`` [T]
+    (``real_dfc/README.md``, HD ``har_to_hef.py``). Done the same way, and only when those classes exist.
+
+    Returns:
+        True when the guard was installed.
+    """
+    try:
+        apu = importlib.import_module("hailo_model_optimization.algorithms.apu_neg_mantissa_correction")
+        base = importlib.import_module("hailo_model_optimization.acceleras.hailo_layers.base_hailo_none_nn_core_layer")
+        cls, table, non_nn_core = apu.ApuNegMantissaCorrection, apu.ACTIVATION_CORRECTION_DICT, base.BaseHailoNonNNCoreLayer
+    except (ImportError, AttributeError):
+        return False
+
+    def should_correct_layer(layer: Any) -> bool:
+        return (
+            not isinstance(layer, non_nn_core)
+            and hasattr(layer, "neg_weights")
+            and hasattr(layer, "activation_atomic_op")
+            and layer.get_activation_name() in table
+        )
+
+    cls.should_correct_layer = staticmethod(should_correct_layer)
+    return True
+
+
 def layer_table(translated: Translated) -> LayerTable:
     """The HN layers of a translated model, with ONNX ``original_names`` when ``layer_map.json`` is present.
 
@@ -105,8 +153,11 @@ class HailoBackend:
     Args:
         hw_arch: Target chip (``hailo8``, ``hailo8l``, ``hailo10h`` ...; dfc_api.md §1.3).
         net_name: HN network name; HN layers are ``<net_name>/<layer>``. An identifier.
-        optimize_timeout: Suggested child-process timeout (s) for optimize, exposed as :attr:`stage_timeouts`.
-        compile_timeout: Suggested child-process timeout (s) for compile (real allocations take 30+ minutes).
+        python: The DFC environment's interpreter that runs the Hailo stages (resolved on the harness side by
+            :meth:`interpreter`; inside the worker it is the running interpreter and is not used).
+        translate_timeout, optimize_timeout, compile_timeout, emulate_timeout: Child-process timeouts (s) of the
+            stages, overriding the space's ``stage_timeout`` (:meth:`harness.backends.BackendSpec.timeout`);
+            without one, compile gets at least :data:`default_timeouts` (a real mapping ran 31 min 42 s).
         layer_noise: The layer noise analysis inside ``optimize()`` that hefsweep's per-layer table reads:
             ``enabled``/``disabled`` set ``model_optimization_config(checker_cfg, policy=...)`` (§2.4 [C]; it costs
             memory), ``default`` leaves it to the DFC (on at optimization level >= 1, §5.3 [C]).
@@ -118,6 +169,22 @@ class HailoBackend:
     """
 
     name = "hailo"
+    #: Floors of the stage timeouts when no ``<stage>_timeout`` option is given (seconds).
+    default_timeouts = {"compile": 3600.0}
+
+    @staticmethod
+    def interpreter(options: dict[str, Any]) -> str:
+        """The interpreter of the Hailo stages (harness side; see :mod:`._interpreter`)."""
+        from harness.backends.hailo._interpreter import resolve_python
+
+        return resolve_python(options.get("python"))
+
+    @staticmethod
+    def describe(options: dict[str, Any]) -> dict[str, str]:
+        """:meth:`versions` as the DFC's own interpreter reports it (harness side: the SDK is never imported here)."""
+        from harness.backends.hailo._interpreter import probe, resolve_python
+
+        return dict(probe(resolve_python(options.get("python")), options)["versions"])
 
     @staticmethod
     def diagnose(failure: Any, translated: Translated) -> str | None:
@@ -130,8 +197,11 @@ class HailoBackend:
         self,
         hw_arch: str = "hailo8",
         net_name: str = "convtas",
+        python: str | None = None,
+        translate_timeout: float | None = None,
         optimize_timeout: float | None = None,
         compile_timeout: float | None = None,
+        emulate_timeout: float | None = None,
         layer_noise: str = "default",
     ) -> None:
         _sdk()
@@ -140,11 +210,13 @@ class HailoBackend:
             supported = tuple(importlib.import_module("hailo_sdk_client.exposed_definitions").SUPPORTED_HW_ARCHS)
         except (ImportError, AttributeError):
             supported = KNOWN_HW_ARCHS
+        self.supported_hw_archs = supported
         if hw_arch not in supported:
             raise ConfigError("backend option hw_arch", repr(hw_arch), f"one of {list(supported)}")
         if not isinstance(net_name, str) or not _NET_NAME.fullmatch(net_name):
             raise ConfigError("backend option net_name", repr(net_name), "an identifier such as 'convtas'")
-        timeouts = {"optimize": optimize_timeout, "compile": compile_timeout}
+        timeouts = {"translate": translate_timeout, "optimize": optimize_timeout, "compile": compile_timeout,
+                    "emulate": emulate_timeout}  # fmt: skip
         for stage, value in timeouts.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
                 raise ConfigError(f"backend option {stage}_timeout", repr(value), "a positive number of seconds")
@@ -153,7 +225,7 @@ class HailoBackend:
         self.hw_arch = hw_arch
         self.net_name = net_name
         self.layer_noise = layer_noise
-        #: Per-stage timeouts the pipeline may use for its child processes (only the ones given).
+        #: Per-stage timeouts given as options (the harness reads them from the options, see the class docstring).
         self.stage_timeouts: dict[str, float] = {k: float(v) for k, v in timeouts.items() if v is not None}
 
     def versions(self) -> dict[str, str]:
@@ -244,6 +316,7 @@ class HailoBackend:
         input_layer = translated.input_name
         if input_layer not in layers:
             input_layer = _input_layer(layers, "input", self.net_name)
+        guarded = guard_apu_neg_mantissa_correction()
         # §3.1 [C]: positional calib_data; §3.2 [C]: dict {HN input layer: NHWC float32} (LUX, HD).
         runner.optimize({input_layer: data})
         out = workdir / "model_quantized.har"
@@ -256,6 +329,8 @@ class HailoBackend:
             "dfc_version": str(_sdk().__version__),  # §1.1 [C]
             "calibset_size": int(calibration.shape[0]),
             "input_layer": input_layer,
+            "apu_neg_mantissa_guard": guarded,
+            "worker": worker_facts(),
             **script.info(),
         }
         return Optimized(path=out, script=alls, applied=script.applied, ignored=script.ignored, info=info)
@@ -274,29 +349,48 @@ class HailoBackend:
             "dfc_version": str(_sdk().__version__),  # §1.1 [C]
             "size_bytes": len(hef),
             "sha256": hashlib.sha256(hef).hexdigest(),
+            "worker": worker_facts(),
         }
         return Compiled(path=out, info=info)
 
     # -- emulate -----------------------------------------------------------------------------------------
     def emulate(self, target: Optimized, inputs: np.ndarray) -> np.ndarray:
-        """Quantized emulation (``SDK_QUANTIZED``) of ``[n, 1, 1, W]`` inputs -> ``[n, n_src, 1, W]`` float32."""
+        """Quantized emulation (``SDK_QUANTIZED``) of ``[n, 1, 1, W]`` inputs -> ``[n, n_src, 1, W']`` float32.
+
+        ``W'`` is the HN output layer's width, which may be shorter than W (the DFC's deconv gives F·stride
+        samples); any other shape is an error.
+        """
         if inputs.ndim != 4 or inputs.shape[1:3] != (1, 1):
             raise ValueError(f"emulation inputs shape {inputs.shape}; expected [n, 1, 1, W]")
         sdk = _sdk()
         runner = self._runner(target.path)
+        width = _output_width(runner.get_hn_dict(), inputs.shape[3])
         data = np.ascontiguousarray(np.transpose(inputs, (0, 2, 3, 1)), dtype=np.float32)
         # §5.1/§5.2 [C]: infer_context(InferenceContext.SDK_QUANTIZED) + infer(ctx, NHWC array).
         with runner.infer_context(sdk.InferenceContext.SDK_QUANTIZED) as ctx:
             result = runner.infer(ctx, data)
-        if isinstance(result, list | tuple):  # §5.2 [C]: a list in output_layers_order for multi-output models
+        if isinstance(result, (list, tuple)):  # §5.2 [C]: a list in output_layers_order for multi-output models
             result = result[0]
         y = np.asarray(result, dtype=np.float32)
         if y.ndim == 3:  # NWC without the H axis, as HailoRT may return for H=1 (§8.1) [T]
             y = y[:, None]
-        if y.ndim != 4 or y.shape[0] != inputs.shape[0] or y.shape[1] != 1 or y.shape[2] != inputs.shape[3]:
-            expected = f"NHWC [{inputs.shape[0]}, 1, {inputs.shape[3]}, n_src]"
+        if y.ndim != 4 or y.shape[0] != inputs.shape[0] or y.shape[1] != 1 or y.shape[2] not in (width, inputs.shape[3]):
+            expected = f"NHWC [{inputs.shape[0]}, 1, {width}, n_src] (the HN output width)"
             raise ValueError(f"emulated output shape {y.shape}; expected {expected}")
-        return np.ascontiguousarray(np.transpose(y, (0, 3, 1, 2)))  # NHWC -> [n, n_src, 1, W]
+        return np.ascontiguousarray(np.transpose(y, (0, 3, 1, 2)))  # NHWC -> [n, n_src, 1, W']
+
+
+def _output_width(hn: dict[str, Any], default: int) -> int:
+    """The W of the HN's (first) output layer, ``output_shapes`` ``[-1, 1, W', C]`` (§4.2 [C]); ``default`` if absent."""
+    layers = hn.get("layers", {})
+    order = hn.get("net_params", {}).get("output_layers_order") or [
+        n for n, layer in layers.items() if layer.get("type") == "output_layer"
+    ]
+    try:
+        shape = layers[order[0]].get("output_shapes") or layers[order[0]].get("input_shapes")
+        return int(shape[0][2])
+    except (IndexError, KeyError, TypeError, ValueError):
+        return default
 
 
 #: Written next to the quantized HAR by :meth:`HailoBackend.optimize`: the DFC's per-layer SNR (or why there is none).
