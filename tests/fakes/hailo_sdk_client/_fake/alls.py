@@ -53,6 +53,7 @@ class ScriptConfig:
     negative_exponent: set[str] = field(default_factory=set)
     bits: dict[str, int] = field(default_factory=dict)
     clipping: dict[str, tuple[str, float, float]] = field(default_factory=dict)
+    avgpool_reduction: dict[str, list[int]] = field(default_factory=dict)  # layer -> division_factors
     calibset_size: int = 64
     batch_size: int = 8
     optimization_level: int = 2
@@ -171,6 +172,17 @@ def parse_script(text: str, net: str, layer_names: list[str], into: ScriptConfig
                     raise _fail(line)
                 for t in targets:
                     cfg.bits[t] = int(bits.group(1))
+        elif cmd == "pre_quantization_optimization" and pos[:1] == ["global_avgpool_reduction"]:
+            # pre_quantization_optimization(global_avgpool_reduction, layers=[...], division_factors=[a, b]) [C syntax]
+            targets = layers.resolve(kw.get("layers", "{*}"), line)
+            raw = kw.get("division_factors", "[]").strip()
+            if not (raw.startswith("[") and raw.endswith("]")):
+                raise _fail(line)
+            factors = [int(_number(v, line)) for v in _split(raw[1:-1])]
+            if not factors or any(f < 1 for f in factors):
+                raise _fail(line)
+            for t in targets:
+                cfg.avgpool_reduction[t] = factors
         elif cmd == "pre_quantization_optimization" and pos[:1] == ["activation_clipping"]:
             mode = kw.get("mode", "percentile")
             targets = layers.resolve(kw.get("layers", "{*}"), line)

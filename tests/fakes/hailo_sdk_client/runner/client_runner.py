@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,21 +19,21 @@ from typing import Any
 import numpy as np
 import onnx
 
-from hailo_sdk_client._fake import alls, hn, quant
+from hailo_sdk_client._fake import acceleras, alls, hn, quant
 from hailo_sdk_client._fake.acceleras import BadInputsShape, NegativeSlopeExponentNonFixable
 from hailo_sdk_client.exposed_definitions import SUPPORTED_HW_ARCHS, InferenceContext, States
 from hailo_sdk_client.sdk_backend.sdk_backend_exceptions import BackendAllocatorException, BackendRuntimeException
 
 __all__ = ["ClientRunner"]
 
-#: Fake allocator budget: one layer's output row (H x W x C x bytes) must fit in 32 KiB. HD compiled 64-channel
+#: Fake allocator budget: one layer's output row (H x W x C x bytes) must stay below 64 KiB. HD compiled 64-channel
 #: blocks at latent width <= 256 (16 KiB rows) and failed with "Agent infeasible" at 1024 and 2000 (>= 64 KiB)
 #: [T]; the threshold between them is a guess [I].
-AGENT_BYTES = 32 * 1024
-#: The seed's numbers for a gLN reduction: "Desired shift is 10.0, but op has only 8 data bits" (HD) [T].
-DESIRED_SHIFT = 10.0
+AGENT_BYTES = 64 * 1024
 #: Calibration rows the fake's simple layer noise analysis uses (the DFC's own count is not public) [I].
 LAT_ROWS = 4
+#: What the real allocator printed before a bare "Compilation failed" (real_dfc README) [T]; the time is made up.
+MAPPING_FAILED = "Mapping Failed (allocation time: 10m 11s)"
 
 _NEG_SLOPE = (
     "Quantization failed in layer {layer} due to unsupported required slope. Desired shift is {shift:.1f}, but op "
@@ -38,6 +41,44 @@ _NEG_SLOPE = (
     "when using random calibration-set/weights, the calibration-set is not normalized properly or "
     "batch-normalization was not used during training."
 )
+
+
+def desired_shift(kernel: int) -> float:
+    """The shift a global average pool of ``kernel`` samples needs: floor(log2(kernel)) [I] (1999 -> 10.0, the
+    seed's number [T]; 255 -> 7.0 and 399 -> 8.0 fit in 8 data bits)."""
+    return float(math.floor(math.log2(max(int(kernel), 1))))
+
+
+def _log(name: str, lines: list[str]) -> None:
+    """Append to one of the DFC's log files in the current directory (the real DFC writes them there) [T]."""
+    try:
+        with open(name, "a", encoding="utf-8") as f:
+            for line in lines:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+    except OSError:
+        pass
+
+
+def _reshape_blocked(layers: dict[str, Any]) -> list[str]:
+    """The layers of HD's "Reshape is needed" failure: a ``concat`` of a tensor with its ``shortcut`` copy that
+    feeds an ``ew_mult`` (``cat([w] * n_src)`` times the masks) [T], preceded by the convs summed into the skip
+    path (the conv inputs of ``ew_add`` layers that no conv consumes; HD's list ran "conv5 … conv73") [I]."""
+    short = lambda n: n.split("/", 1)[1]  # noqa: E731
+    for name, layer in layers.items():
+        if layer["type"] != "concat":
+            continue
+        cuts = [i for i in layer["input"] if layers[i]["type"] == "shortcut" and layers[i]["input"][0] in layer["input"]]
+        mults = [o for o in layer["output"] if layers[o]["type"] == "ew_mult"]
+        if not cuts or not mults:
+            continue
+        skip = []
+        for add_name, add in layers.items():
+            if add["type"] != "ew_add" or any(layers[o]["type"] in ("conv", "dw") for o in add["output"]):
+                continue
+            skip += [i for i in add["input"] if layers[i]["type"] == "conv" and i not in skip]
+        skip.sort(key=lambda n: int(n.rsplit("conv", 1)[1]))
+        return [short(n) for n in [*skip, *cuts, name, *mults]]
+    return []
 
 
 class _Context:
@@ -71,14 +112,15 @@ class ClientRunner:
         net_input_shapes: dict[str, list[int]] | None = None,
         **_: Any,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        proto = onnx.load(str(model))
-        name = net_name or Path(str(model)).stem
+        proto = hn.load_model(model)  # external weights that are absent are synthesized (structure-only ONNX)
+        name = net_name or (Path(str(model)).stem if not isinstance(model, onnx.ModelProto) else "net")
         result = hn.translate(proto, name, start_node_names, end_node_names, net_input_shapes)
         self._onnx = proto.SerializeToString()
         self._hn = result.hn
-        self._fake = {"tensors": result.tensors, "global_pools": result.global_pools}
+        self._fake = {"tensors": result.tensors, "var_pools": result.var_pools, "out_widths": result.out_widths}
         self._script = ""
         self.state = States.HAILO_MODEL
+        _log("hailo_sdk.client.log", [f"[info] Translation completed on ONNX model {name} ({len(self._hn['layers'])} layers)"])
         return self._hn, {}
 
     # -- HAR I/O (§1.5) -------------------------------------------------------------------------------------
@@ -152,13 +194,11 @@ class ClientRunner:
             raise BackendRuntimeException(f"optimize() needs a parsed model; runner state is {self.state.value}")
         calib = self._to_nchw(calib_data)
         cfg = self._config()
-        for pool in self._fake["global_pools"]:
-            bits = cfg.bits.get(pool, 8)
-            if pool not in cfg.negative_exponent and DESIRED_SHIFT > bits:
-                net, layer = pool.split("/", 1)
-                raise NegativeSlopeExponentNonFixable(
-                    _NEG_SLOPE.format(layer=f"{net}/ne_activation_{layer}", shift=DESIRED_SHIFT, bits=bits)
-                )
+        net = self._hn["name"]
+        _log("hailo_sdk.client.log", [f"[info] Starting Model Optimization of {net}"])
+        _log("acceleras.log", [f"[info] optimize {net}: {len(calib)} calibration rows"])
+        acceleras.apu_neg_mantissa_correction(self._hn)  # DFC 3.33's crash on HailoAvgPool unless guarded [T]
+        self._check_shifts(cfg)
         calib = calib[: cfg.calibset_size]
         model = onnx.load_from_string(self._onnx)
         tensors = self._fake["tensors"]
@@ -171,6 +211,8 @@ class ClientRunner:
             out_bits = [cfg.bits.get(o, 8) for o in outs if self._hn["layers"][o]["type"] == "output_layer"]
             bits[layer] = max([cfg.bits.get(layer, 8), *out_bits])
         self._fake["ranges"] = {k: [lo, hi, bits[k]] for k, (lo, hi) in ranges.items()}
+        self._fake["bits"] = {k: cfg.bits.get(k, 8) for k in self._hn["layers"]}
+        self._fake["bits"].update(bits)
         self._fake["calibset_size"] = int(len(calib))
         # the simple layer noise analysis: optimize(level >= 1) runs it by default (dfc_api.md 5.3 [C]) and
         # checker_cfg's policy turns it on or off (§2.4 [C]); its numbers here: every layer quantized, SNR of
@@ -181,10 +223,46 @@ class ClientRunner:
             self._fake["partial_snr"] = quant.layer_snr(model, plan, internal, input_name, calib[:LAT_ROWS])
         self.state = States.QUANTIZED_MODEL
 
+    def _check_shifts(self, cfg: alls.ScriptConfig) -> None:
+        """GlobLN variance pools (an avgpool fed by a ``square``) need floor(log2(kernel)) bits of shift [I]; the
+        first one (HN order) whose shift exceeds its data bits (8, or 16 with ``precision_mode=a16_*``) and that
+        neither ``negative_exponent`` nor ``global_avgpool_reduction`` covers raises (the seed, [T] wording)."""
+        for pool, kernel in self._fake.get("var_pools", []):
+            bits = cfg.bits.get(pool, 8)
+            if pool in cfg.negative_exponent:
+                continue
+            factors = cfg.avgpool_reduction.get(pool)
+            if factors:  # the pool runs as stages: kernels a, b, ... and the rest (kernel / prod) [I]
+                rest = int(math.ceil(kernel / max(1, math.prod(factors))))
+                shift = max(desired_shift(k) for k in [*factors, rest])
+            else:
+                shift = desired_shift(kernel)
+            if shift > bits:
+                net, layer = pool.split("/", 1)
+                message = _NEG_SLOPE.format(layer=f"{net}/ne_activation_{layer}", shift=shift, bits=bits)
+                _log("acceleras.log", [f"[error] {message}"])
+                raise NegativeSlopeExponentNonFixable(message)
+
     def get_params_statistics(self) -> dict[str, dict[str, np.ndarray]]:
         """Per HN layer, its statistics; ``layer_noise_analysis/partial_snr`` once optimized (dfc_api.md 5.3: the
         layout and key read by HACE's high_precision_inspector.py [C]; the values are the fake's [I])."""
-        snr = self._fake.get("partial_snr", {})
+        snr = dict(self._fake.get("partial_snr", {}))
+        if snr:  # layers without an ONNX tensor of their own (a split mean's avgpool, inv_sqrt, shortcut) report
+            # the SNR of the nearest layer that has one: downstream, or the copied input for a shortcut [I]
+            layers = self._hn["layers"]
+            for name, layer in layers.items():
+                if name in snr or layer["type"] in ("input_layer", "output_layer"):
+                    continue
+                todo = list(layer["input"] if layer["type"] == "shortcut" else layer["output"])
+                seen = set()
+                while todo:
+                    nxt = todo.pop(0)
+                    if nxt in snr:
+                        snr[name] = snr[nxt]
+                        break
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        todo += layers[nxt]["output"]
         return {
             name: ({"layer_noise_analysis/partial_snr": np.array([snr[name]], dtype=np.float32)} if name in snr else {})
             for name in self._hn.get("layers", {})
@@ -192,27 +270,64 @@ class ClientRunner:
 
     # -- compile (§4.1) ------------------------------------------------------------------------------------
     def compile(self) -> bytes:
+        """Compile (§4.1). Failure conditions, checked in this order:
+
+        1. a ``deconv`` with groups > 1: ``BackendAllocatorException`` "Super deconv is not supported with groups"
+           (HD's grouped decoder, Feb 17) [T];
+        2. a ``concat`` of a tensor with its own ``shortcut`` copy feeding an ``ew_mult`` (``cat([w] * n_src)``
+           before the mask multiply): "Reshape is needed for layers: <skip convs>, shortcutN, concatN, ew_multN,
+           but adding a reshape has failed." (HD's baseline topology, Feb 17) [T wording; which convs are listed
+           is a guess: the convs summed into the skip path];
+        3. a layer whose output row (H x W x C x bytes) reaches :data:`AGENT_BYTES` [I budget]: a bare
+           "Compilation failed", the details (``[error] Mapping Failed (…)``, ``[error] <layer> errors: Agent
+           infeasible``; conv layers carry the allocator suffix ``_dc``) only on stdout and in ``allocator.log`` [T].
+        """
         if self.state is not States.QUANTIZED_MODEL:
             raise BackendRuntimeException(
                 "Model requires quantized weights in order to run on HW, but none were given. Did you forget to quantize?"
             )
+        layers = self._hn["layers"]
+        net = self._hn["name"]
+        _log("hailo_sdk.client.log", [f"[info] Starting Hailo allocation and compilation flow of {net}"])
+        _log("allocator.log", [f"[info] allocating {net} ({len(layers)} layers) for {self.hw_arch}"])
+        self._config()  # allocator-side script lines are accepted (and otherwise ignored) [I]
+        for name, layer in layers.items():
+            if layer["type"] == "deconv" and int(layer.get("params", {}).get("groups", 1)) > 1:
+                self._alloc_fail(["[error] Super deconv is not supported with groups"])
+                raise BackendAllocatorException("Super deconv is not supported with groups")
+        blocked = _reshape_blocked(layers)
+        if blocked:
+            message = f"Reshape is needed for layers: {', '.join(blocked)}, but adding a reshape has failed."
+            self._alloc_fail([f"[error] {message}"])
+            raise BackendAllocatorException(message)
         infeasible = []
-        for name, layer in self._hn["layers"].items():
-            if layer["type"] in ("input_layer", "output_layer"):
+        bits_of = self._fake.get("bits", {})
+        for name, layer in layers.items():
+            if layer["type"] in ("input_layer", "output_layer", "const_input"):
                 continue
             _, h, w, c = layer["output_shapes"][0]
-            nbytes = h * w * c * self._fake["ranges"][name][2] // 8
-            if nbytes > AGENT_BYTES:
-                infeasible.append(name.split("/", 1)[1])
+            nbytes = h * w * c * int(bits_of.get(name, 8)) // 8
+            if nbytes >= AGENT_BYTES:
+                short = name.split("/", 1)[1]
+                infeasible.append(f"{net}/{short}_dc" if layer["type"] == "conv" else name)
         if infeasible:
-            raise BackendAllocatorException(
-                "Compilation failed: No successful assignment found.\n"
-                + "\n".join(f"{n} errors: Agent infeasible" for n in infeasible[:8])
-            )
-        header = {"net": self._hn["name"], "hw_arch": self.hw_arch, "layers": len(self._hn["layers"]), "fake": True}
+            lines = [f"[error] {n} errors: Agent infeasible" for n in infeasible[:8]] + [f"[error] {MAPPING_FAILED}"]
+            self._alloc_fail(lines)
+            raise BackendAllocatorException("Compilation failed")
+        header = {"net": net, "hw_arch": self.hw_arch, "layers": len(layers), "fake": True}
         self._hef = b"HEF\x00FAKE" + json.dumps(header).encode()
         self.state = States.COMPILED_MODEL
+        _log("allocator.log", ["[info] Successful Mapping"])
         return self._hef
+
+    @staticmethod
+    def _alloc_fail(lines: list[str]) -> None:
+        """The DFC prints its allocator errors to its log (the console and the log files) [T]."""
+        for line in lines:
+            print(line, flush=True)
+        sys.stdout.flush()
+        _log("allocator.log", lines)
+        _log("hailo_sdk.client.log", lines)
 
     # -- emulation (§5) ------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -235,4 +350,7 @@ class ClientRunner:
             plan = {self._fake["tensors"][k]: tuple(v) for k, v in self._fake["ranges"].items()}
             model = quant.fake_quant(model, plan, input_name)  # type: ignore[arg-type]
         y = quant.run(model, input_name, x)
-        return np.transpose(y, (0, 2, 3, 1)).astype(np.float32)  # NCHW -> NHWC, dequantized float (§5.2) [C]
+        out_layer = self._hn["net_params"]["output_layers_order"][0]
+        _, h, w, c = self._hn["layers"][out_layer]["output_shapes"][0]
+        y = y.reshape(len(x), c, h, -1)[..., :w]  # the HN deconv gives F * stride samples, not the ONNX W [T]
+        return np.ascontiguousarray(np.transpose(y, (0, 2, 3, 1))).astype(np.float32)  # NCHW -> NHWC (§5.2) [C]
