@@ -4,7 +4,11 @@
 arguments may span lines, layer lists ``[a, b]``, glob sets ``{conv*}``, bare names scoped to the net
 automatically, fully scoped ``<net>/<layer>`` names.
 [T]: a malformed line raises ``BackendScriptParserException`` "Parsing failed at: >!<…"; a layer the model does
-not have raises "Layer … not found in model" (HD ``issues.md``). The exception class of the latter is a guess
+not have raises "Layer … not found in model" (HD ``issues.md``). Honoured: ``negative_exponent``,
+``calibration``, ``checker_cfg``, ``model_optimization_flavor``, ``quantization_param(precision_mode=)``,
+``activation_clipping`` and ``global_avgpool_reduction`` (``layers=[…], division_factors=[a, b]``); other commands
+(e.g. the allocator's ``performance_param``/``resources_param``/``context_switch_param``/``allocator_param``) are
+syntax-checked and ignored [I]. The exception class of the latter is a guess
 [I] (the script parser's class), as is raising it at load time rather than at ``optimize()``.
 """
 

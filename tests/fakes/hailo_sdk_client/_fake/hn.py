@@ -595,7 +595,6 @@ def translate(
         outs[-1].tensor = o
         outs[-1].extra["onnx_width"] = src.extra.get("onnx_width", src.shape[2])
 
-    # drop layers nothing consumes (e.g. a Sqrt whose Div took it over) -- none expected; keep all
     names = _number(b.layers, inp.uid, net_name)
     for i, layer in enumerate(outs, 1):
         names[layer.uid] = f"{net_name}/output_layer{i}"
