@@ -113,6 +113,12 @@ class Export(Command):
         p.add_argument("--prelu", choices=["keep", "relu", "maxmin"], default="keep")
         p.add_argument("--norm", choices=["gLN", "cLN", "affine", "identity"], default=None)
         p.add_argument("--clamp", type=float, default=None, help="clamp activations to [-c, c]")
+        p.add_argument("--gln-stats", choices=["joint", "split"], default="joint",
+                       help="gLN statistics as one ReduceMean over (C, T) or two single-axis ones (the form the DFC parsed)")
+        p.add_argument("--decoder", choices=["grouped", "per_source"], default="grouped",
+                       help="one grouped ConvTranspose or one ungrouped ConvTranspose per source")
+        p.add_argument("--mask-mul", choices=["repeat", "per_source"], default="repeat",
+                       help="masks times cat([w] * n_src), or each source's mask times w")
         p.add_argument("--gate-db", type=float, default=60.0, help="fidelity gate (SI-SNR, dB)")
         p.add_argument("--out", type=Path, required=True, help="output .onnx")
 
@@ -127,7 +133,8 @@ class Export(Command):
         if args.length < 256:
             raise HarnessError("--length", f"{args.length}", "an input length of at least 256 samples")
         model = load_checkpoint(args.checkpoint)
-        sub, fired = apply_substitutions(model, SubstitutionSpec(prelu=args.prelu, norm=args.norm, clamp=args.clamp))
+        sub, fired = apply_substitutions(model, SubstitutionSpec(prelu=args.prelu, norm=args.norm, clamp=args.clamp, gln_stats=args.gln_stats,
+                                                                   decoder=args.decoder, mask_mul=args.mask_mul))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         report = export_onnx(sub, args.length, args.out)
         rng = np.random.default_rng(0)

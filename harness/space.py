@@ -68,6 +68,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.backends import BackendSpec, Override, OverrideSet
+from harness.backends._protocol import OverrideKind
 from harness.errors import ConfigError
 
 __all__ = ["Dimension", "IntRange", "SearchSpace", "load_space"]
@@ -166,7 +167,7 @@ class OverrideModel(BaseModel):
     """One override entry of an override set."""
 
     model_config = _FROZEN
-    kind: Literal["precision16", "negative_exponent", "activation_clipping", "optimization_level", "compression_level"]
+    kind: OverrideKind
     layers: tuple[str, ...] = ()
     value: float | int | str | None = None
 

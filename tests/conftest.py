@@ -71,3 +71,13 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data")
     make_demo_dataset(root, seed=0, n_calib=8, calib_seconds=1.0, n_eval=3, eval_seconds=0.5)
     return root
+
+
+@pytest.fixture(scope="session")
+def demo_data_full(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data `hefsweep demo-data` writes (24 calibration files, 8 evaluation mixtures), for the shipped spaces."""
+    from harness.audio import make_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo_full")
+    make_demo_dataset(root, seed=0)
+    return root

@@ -14,7 +14,9 @@ Contract for implementers:
 - Verbs are deterministic for the same inputs (up to the SDK's own determinism).
 - Failures raise; the caller classifies them (:mod:`harness.failures`). Backends never swallow errors.
 - Arrays: calibration and emulation inputs are float32 ``[n, 1, 1, W]`` (NCHW, the model's "horizontal" 4-D
-  form); emulation outputs are float32 ``[n, n_src, 1, W]``.
+  form); emulation outputs are float32 ``[n, n_src, 1, W']`` with ``W'`` = W, or up to ``kernel_size - stride``
+  samples fewer where the backend's decoder computes F·stride samples (the Hailo DFC: 15992 for 16000); the
+  pipeline aligns those to the float reference (:func:`harness.pipeline.output_alignment`).
 """
 
 from __future__ import annotations
@@ -53,9 +55,13 @@ class Override:
         kind: What to change. ``precision16``: 16-bit activations on the matched layers;
             ``negative_exponent``: Hailo's negative-exponent fix on the matched layers; ``activation_clipping``:
             clip the matched layers' calibrated ranges (value = percentile, e.g. 99.99);
-            ``optimization_level`` / ``compression_level``: global optimizer levels (value = level).
+            ``optimization_level`` / ``compression_level``: global optimizer levels (value = level);
+            ``global_avgpool_reduction``: split the matched avgpools' large kernels (Hailo's
+            ``pre_quantization_optimization(global_avgpool_reduction, ...)``; value = a W division factor ``k``,
+            written ``division_factors=[1, k]``).
         layers: Glob patterns over layer names (ONNX node or tensor names for ONNX Runtime, HN layer names for
-            Hailo). Empty for global kinds.
+            Hailo; for Hailo also ``type:<glob>`` over HN types and ``role:<name>`` over roles read from the HN
+            graph, e.g. ``role:gln_var_pool``, see :mod:`harness.backends.hailo._layers`). Empty for global kinds.
         value: The kind's numeric or string argument, if any.
     """
 
@@ -189,5 +195,5 @@ class Backend(Protocol):
         ...
 
     def emulate(self, target: Optimized, inputs: np.ndarray) -> np.ndarray:
-        """Run the quantized model on ``[n,1,1,W]`` inputs, returning ``[n,n_src,1,W]``."""
+        """Run the quantized model on ``[n,1,1,W]`` inputs, returning ``[n,n_src,1,W']`` (W' <= W, see above)."""
         ...

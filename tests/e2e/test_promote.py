@@ -44,6 +44,7 @@ dimensions:
   width: {width}
   calib_size: 2
   override_set: [none, io16, ghost]
+{head}
 override_sets:
   none: []
   io16:
@@ -56,8 +57,10 @@ override_sets:
 def write_space(folder: Path, ckpt: Path, data: Path, study: str, backend: str = "ort", width: int = 4000) -> Path:
     options = "{hw_arch: hailo8}" if backend == "hailo" else "{}"
     p = folder / f"{study}.yaml"
+    # the DFC compiles the per-source head only (no grouped decoder, no cat([w] * n_src) before the mask multiply)
+    head = "  decoder: per_source\n  mask_mul: per_source" if backend == "hailo" else ""
     p.write_text(SPACE.format(study=study, ckpt=ckpt, backend=backend, options=options, data=data,
-                              clips=3 if backend == "ort" else 2, width=width))  # fmt: skip
+                              clips=3 if backend == "ort" else 2, width=width, head=head))  # fmt: skip
     return p
 
 
@@ -348,7 +351,7 @@ def test_hailo_promote_reemulates_the_quantized_har(
     monkeypatch.setitem(sys.modules, "hailo_sdk_client", None)
     target = ok[-1].info.run_id
     code, _, err = hefsweep(["promote", "--run", target, "--alias", "edge", *store], capsys)
-    assert code == 1 and "hailo_sdk_client is not importable" in err and "--skip-emulation" in err, err
+    assert code == 1 and "hailo_sdk_client is not installed in this interpreter" in err and "--skip-emulation" in err, err
     code, out, err = hefsweep(["promote", "--run", target, "--alias", "edge", "--skip-emulation", *store], capsys)
     assert code == 0 and "[skipped] emulation" in out, err
     entry = ledger_lines(client, "hefsweep-h")[-1]

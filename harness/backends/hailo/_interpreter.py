@@ -137,7 +137,7 @@ def probe(python: str, options: dict[str, Any], timeout: float = PROBE_TIMEOUT) 
     from harness.isolation import worker_env
 
     opts = {k: v for k, v in options.items() if k != "python"}
-    key = (python, json.dumps(opts, sort_keys=True, default=str))
+    key = (python, json.dumps([opts, os.environ.get("PYTHONPATH", "")], sort_keys=True, default=str))
     if key in _CACHE:
         return _CACHE[key]
     obj = f"DFC interpreter {python}"
