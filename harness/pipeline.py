@@ -34,7 +34,7 @@ log = logging.getLogger("harness.pipeline")
 
 _CLIPS_PER_CALL = 2  # emulation granularity when a pruner watches per-clip SI-SNR
 STAGES = ("export", "calibrate", "reference", "translate", "optimize", "compile", "emulate", "noise")
-_VERSIONS = {"export": 1, "calibrate": 1, "reference": 1, "translate": 1, "optimize": 1, "compile": 1, "emulate": 3}
+_VERSIONS = {"export": 1, "calibrate": 1, "reference": 1, "translate": 2, "optimize": 1, "compile": 1, "emulate": 3}
 
 
 @dataclass(frozen=True)
@@ -528,7 +528,9 @@ class Pipeline:
         from harness.backends import backend_class
         from harness.repair import Attempt, run_repairs
 
-        diagnose = backend_class(self.space.backend).diagnose
+        backend = backend_class(self.space.backend)
+        diagnose = backend.diagnose
+        family_of = getattr(backend, "family", None)  # the resolved layer's family by role, where the backend has roles
         failures: list[_StageFailed] = []
 
         def attempt(ovs: OverrideSet) -> Attempt:
@@ -538,7 +540,8 @@ class Pipeline:
             except _StageFailed as exc:
                 failures.append(exc)
                 layer = diagnose(exc.failure, translated)
-                return Attempt(exc.failure, layer, seconds=time.monotonic() - start)
+                family = family_of(layer, translated) if family_of is not None and layer else None
+                return Attempt(exc.failure, layer, seconds=time.monotonic() - start, family=family)
 
         outcome = run_repairs(attempt, overrides, max_repairs=self.space.repairs)
         folder = self.cache.root / "repairs" / uuid.uuid4().hex

@@ -76,8 +76,12 @@ class Fix:
 class FixTemplate(Protocol):
     """Proposes a :class:`Fix` for a failure, or None when it does not apply (or would change nothing)."""
 
-    def propose(self, failure: Failure, layer: str | None, current: OverrideSet) -> Fix | None:
-        """``layer`` is the resolved layer (None when the failure names none or it did not resolve)."""
+    def propose(
+        self, failure: Failure, layer: str | None, current: OverrideSet, family: str | None = None
+    ) -> Fix | None:
+        """``layer`` is the resolved layer (None when the failure names none or it did not resolve); ``family`` the
+        backend's pattern for the layers that play the same part (``role:gln_var_pool`` for a GlobLN variance pool),
+        None to use the layer's name family (``convtas/avgpool*``)."""
         ...
 
 
@@ -121,7 +125,9 @@ class AddOverride:
     value: float | int | str | None | Callable[[Failure], float | int | str | None] = None
     only: str | None = None
 
-    def propose(self, failure: Failure, layer: str | None, current: OverrideSet) -> Fix | None:
+    def propose(
+        self, failure: Failure, layer: str | None, current: OverrideSet, family: str | None = None
+    ) -> Fix | None:
         if layer is None:
             return None
         if self.only is not None and not re.fullmatch(self.only, _bare(layer)):
@@ -129,10 +135,11 @@ class AddOverride:
         value = self.value(failure) if callable(self.value) else self.value
         existing = [p for ov in current.overrides if ov.kind == self.kind for p in ov.layers]
         if self.scope == "family":
-            target = family_pattern(layer)
+            names = family_pattern(layer)
+            target = family or names
             if target is None or target in existing:
                 return None
-            if not any(not _is_glob(p) and p != layer and family_pattern(p) == target for p in existing):
+            if not any(not _is_glob(p) and p != layer and family_pattern(p) == names for p in existing):
                 return None
             what = f"{self.kind} on every {_bare(target)} layer (a sibling fix moved the failure along the family)"
         else:
@@ -152,7 +159,9 @@ class DropKind:
 
     kind: OverrideKind
 
-    def propose(self, failure: Failure, layer: str | None, current: OverrideSet) -> Fix | None:
+    def propose(
+        self, failure: Failure, layer: str | None, current: OverrideSet, family: str | None = None
+    ) -> Fix | None:
         kept = tuple(ov for ov in current.overrides if ov.kind != self.kind)
         if len(kept) == len(current.overrides):
             return None
@@ -166,7 +175,9 @@ class SetGlobal:
     kind: OverrideKind
     value: int
 
-    def propose(self, failure: Failure, layer: str | None, current: OverrideSet) -> Fix | None:
+    def propose(
+        self, failure: Failure, layer: str | None, current: OverrideSet, family: str | None = None
+    ) -> Fix | None:
         if any(ov.kind == self.kind and ov.value == self.value for ov in current.overrides):
             return None
         kept = tuple(ov for ov in current.overrides if ov.kind != self.kind)
@@ -178,7 +189,9 @@ class SetGlobal:
 class Retarget:
     """Replace an override target the model does not have by the layer it resolves to, or drop it."""
 
-    def propose(self, failure: Failure, layer: str | None, current: OverrideSet) -> Fix | None:
+    def propose(
+        self, failure: Failure, layer: str | None, current: OverrideSet, family: str | None = None
+    ) -> Fix | None:
         named = failure.groups.get("layer")
         if not named:
             return None
@@ -339,6 +352,7 @@ def next_fix(
     current: OverrideSet,
     tried: set[str] | frozenset[str],
     rules: Sequence[RepairRule] = RULES,
+    family: str | None = None,
 ) -> Fix | None:
     """The next fix to try for ``failure``.
 
@@ -349,6 +363,8 @@ def next_fix(
         current: The override set that failed.
         tried: Names of fixes already applied in this trial.
         rules: The repair table.
+        family: The backend's pattern for the resolved layer's family by role (e.g. ``role:gln_var_pool``), or
+            None for the name family.
 
     Returns:
         The first applicable fix not in ``tried``, or None.
@@ -359,7 +375,7 @@ def next_fix(
         if rule.message is not None and not re.search(rule.message, failure.message):
             continue
         for template in rule.fixes:
-            fix = template.propose(failure, resolved_layer, current)
+            fix = template.propose(failure, resolved_layer, current, family)
             if fix is not None and fix.name not in tried:
                 return fix
         if rule.final:
@@ -497,12 +513,14 @@ class Attempt:
         resolved_layer: The model layer the failure's layer resolves to (see :func:`next_fix`).
         seconds: Wall time of the attempt.
         value: Anything the caller wants back from the successful attempt (e.g. the compiled artifact).
+        family: The backend's pattern for the resolved layer's role family (see :func:`next_fix`), if any.
     """
 
     failure: Failure | None = None
     resolved_layer: str | None = None
     seconds: float = 0.0
     value: Any = None
+    family: str | None = None
 
 
 @dataclass(frozen=True)
@@ -561,7 +579,7 @@ def run_repairs(
         cycle = sig in seen and seen[-1] != sig
         fix = None
         if not cycle and iteration - 1 < max_repairs:
-            fix = next_fix(result.failure, result.resolved_layer, current, tried, rules)
+            fix = next_fix(result.failure, result.resolved_layer, current, tried, rules, result.family)
         log.record(iteration, result.failure, result.resolved_layer, fix, seconds)
         if fix is None:
             reason = (

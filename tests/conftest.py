@@ -36,6 +36,21 @@ def _isolate_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
 
+FAKES = Path(__file__).resolve().parent / "fakes"
+
+
+@pytest.fixture
+def fake_dfc(monkeypatch: pytest.MonkeyPatch):
+    """Make the fake ``hailo_sdk_client`` importable in this process for one test, and unload it afterwards."""
+    import sys
+
+    monkeypatch.syspath_prepend(str(FAKES))
+    yield
+    for name, mod in list(sys.modules.items()):
+        if str(getattr(mod, "__file__", "") or "").startswith(str(FAKES)):
+            del sys.modules[name]
+
+
 #: The DFC's own environment (DFC 3.33 pins, the fake SDK on its path), built by `make dfc-venv` (and `make test`).
 DFC_VENV_PYTHON = Path(__file__).resolve().parents[1] / ".venv-dfc" / "bin" / "python"
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from harness.model import EPS, GlobLN
+from harness.substitutions._norm import copy_norm
 
 __all__ = ["SplitGlobLN", "SplitGlobLNStats"]
 
@@ -58,10 +59,7 @@ class SplitGlobLNStats:
     def rewrite(self, module: nn.Module) -> nn.Module:
         """Returns a :class:`SplitGlobLN` with a copy of ``gamma``/``beta``."""
         assert isinstance(module, GlobLN)
-        new = SplitGlobLN(module.channel_size)
-        new.load_state_dict(module.state_dict())
-        new.train(module.training)
-        return new
+        return copy_norm(module, SplitGlobLN)
 
     def descend(self, module: nn.Module) -> bool:
         """Always look inside unmatched modules."""

@@ -12,7 +12,15 @@ from torch import nn
 
 from harness.model import NORM_CLASSES, NormBase
 
-__all__ = ["NormSwap"]
+__all__ = ["NormSwap", "copy_norm"]
+
+
+def copy_norm(module: NormBase, cls: type[NormBase]) -> NormBase:
+    """A ``cls`` norm with ``module``'s channel count, a copy of its ``gamma``/``beta`` and its training mode."""
+    new = cls(module.channel_size)
+    new.load_state_dict(module.state_dict())
+    new.train(module.training)
+    return new
 
 
 class NormSwap:
@@ -38,10 +46,7 @@ class NormSwap:
     def rewrite(self, module: nn.Module) -> nn.Module:
         """Returns a target-kind norm with the same channel count and a copy of ``gamma``/``beta``."""
         assert isinstance(module, NormBase)
-        new = NORM_CLASSES[self.target](module.channel_size)
-        new.load_state_dict(module.state_dict())
-        new.train(module.training)
-        return new
+        return copy_norm(module, NORM_CLASSES[self.target])
 
     def descend(self, module: nn.Module) -> bool:
         """Always look inside unmatched modules."""

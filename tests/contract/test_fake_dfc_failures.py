@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.real_dfc import REAL_DFC
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKES = ROOT / "tests" / "fakes"
 DEMO = ROOT / "assets" / "demo_convtasnet.pt"
-REAL = Path("/work/shared/real_dfc")
-DFC_PYTHON = Path("/tmp/vdfc/bin/python")  # a venv with the DFC 3.33 pins (Python 3.10, numpy 1.26, onnx 1.16)
+REAL = REAL_DFC
 NE_ALL = "model_optimization_config(negative_exponent, layers={avgpool*})\n"
 
 
@@ -217,8 +217,8 @@ def test_emulation_returns_the_hn_deconv_width(fake_dfc, tmp_path: Path) -> None
 
 
 # -- the DFC's own interpreter ----------------------------------------------------------------------------------
-@pytest.mark.skipif(not DFC_PYTHON.is_file() or not (REAL / "real_hn.json").is_file(), reason="no DFC-pinned venv")
-def test_fake_runs_under_the_dfc_pins(tmp_path: Path) -> None:
+@pytest.mark.skipif(not (REAL / "real_hn.json").is_file(), reason="real DFC artifacts not available")
+def test_fake_runs_under_the_dfc_pins(dfc_python: Path, tmp_path: Path) -> None:
     code = (
         "import json, numpy, onnx\n"
         "assert numpy.__version__.startswith('1.26') and onnx.__version__.startswith('1.16')\n"
@@ -230,7 +230,7 @@ def test_fake_runs_under_the_dfc_pins(tmp_path: Path) -> None:
         "print(same, len(real))\n"
     )
     env = {"PYTHONPATH": str(FAKES), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([str(DFC_PYTHON), "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([str(dfc_python), "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     same, n = map(int, out.stdout.split())
     assert same == n == 1179

@@ -187,6 +187,18 @@ class HailoBackend:
         return dict(probe(resolve_python(options.get("python")), options)["versions"])
 
     @staticmethod
+    def family(layer: str, translated: Translated) -> str | None:
+        """The role family of an HN layer for the repair loop: ``role:gln_var_pool`` for a GlobLN variance pool (so a
+        fix moving along the pools covers the 49 variance pools, not every avgpool), else None (name family)."""
+        from harness.backends.hailo._layers import roles_of
+
+        roles = roles_of(layer, layer_table(translated))
+        for role in ("gln_var_pool", "gln_mean_pool", "norm_rsqrt", "norm_out"):
+            if role in roles:
+                return f"role:{role}"
+        return None
+
+    @staticmethod
     def diagnose(failure: Any, translated: Translated) -> str | None:
         """The HN layer a classified failure is about (``ne_activation_avgpool6`` -> ``<net>/avgpool6``)."""
         from harness.backends.hailo._rules import explain

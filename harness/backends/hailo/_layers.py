@@ -526,8 +526,16 @@ def _not_found(
 
 
 def layer_map(layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """HN layer -> ``{"type", "original_names"}`` (written next to the HAR as ``layer_map.json``)."""
+    """HN layer -> ``{"type", "original_names", "input", "output", "output_shapes", "params"}`` (written next to the
+    HAR as ``layer_map.json``): enough of the HN for roles and diagnoses in the harness, which never loads the HAR."""
     return {
-        name: {"type": str(layer.get("type", "")), "original_names": [str(n) for n in layer.get("original_names", ())]}
+        name: {
+            "type": str(layer.get("type", "")),
+            "original_names": [str(n) for n in layer.get("original_names", ())],
+            "input": [str(n) for n in layer.get("input", ())],
+            "output": [str(n) for n in layer.get("output", ())],
+            "output_shapes": [list(x) for x in layer.get("output_shapes", ())],
+            "params": dict(layer.get("params") or {}),
+        }
         for name, layer in layers.items()
     }

@@ -24,16 +24,6 @@ W_LONG = 16000
 NONE = OverrideSet("none")
 
 
-@pytest.fixture
-def fake_dfc(monkeypatch: pytest.MonkeyPatch):
-    """Make the fake ``hailo_sdk_client`` importable for one test, and unload it afterwards."""
-    monkeypatch.syspath_prepend(str(FAKES))
-    yield
-    for name, mod in list(sys.modules.items()):
-        if str(getattr(mod, "__file__", "") or "").startswith(str(FAKES)):
-            del sys.modules[name]
-
-
 def _export(tiny_checkpoint: Path, path: Path, width: int, norm: str | None = None, per_source: bool = False) -> Path:
     """``per_source``: per-source decoder and mask multiply, which the fake (like the real DFC) needs to compile."""
     from harness.export import export_onnx
@@ -273,7 +263,9 @@ def test_translate_writes_har_layers_and_layer_map(fake_dfc, models, tmp_path: P
     pools = [n for n in tr.layers if "/avgpool" in n]
     assert len(pools) == 10  # 5 gLNs x (mean, variance) ReduceMeans over [1, 2, 3], each avgpool + reduce_mean
     lmap = json.loads((tmp_path / "t" / "layer_map.json").read_text())
-    assert lmap["convtas/avgpool1"] == {"type": "avgpool", "original_names": ["/masker/bottleneck/bottleneck.0/ReduceMean"]}
+    pool = lmap["convtas/avgpool1"]
+    assert pool["type"] == "avgpool" and pool["original_names"] == ["/masker/bottleneck/bottleneck.0/ReduceMean"]
+    assert pool["output"] == ["convtas/reduce_mean1"] and pool["output_shapes"] == [[-1, 1, 1, 16]]  # edges for roles
     assert lmap["convtas/reduce_mean1"]["original_names"] == ["/masker/bottleneck/bottleneck.0/ReduceMean"]
     assert not [n for n in tr.layers if "ew_div" in n]  # the real HN has none: Div is inv_sqrt + ew_mult
     assert layer_table(tr) == lmap

@@ -65,9 +65,13 @@ def test_invented_names_are_never_accepted_as_targets() -> None:
         match_patterns(["avgpol*"], HN)
 
 
-def test_layer_map_keeps_type_and_onnx_names() -> None:
+def test_layer_map_keeps_type_onnx_names_and_the_edges_roles_need() -> None:
     m = layer_map(HN)
-    assert m["convtas/avgpool6"] == {"type": "avgpool", "original_names": list(HN["convtas/avgpool6"]["original_names"])}
+    assert m["convtas/avgpool6"] == {"type": "avgpool", "original_names": list(HN["convtas/avgpool6"]["original_names"]),
+                                     "input": [], "output": [], "output_shapes": [], "params": {}}  # fmt: skip
+    full = {"convtas/a": {"type": "conv", "input": ["convtas/in"], "output": ["convtas/b"], "output_shapes": [[-1, 1, 8, 4]],
+                          "params": {"activation": "linear"}, "original_names": ["/c/Conv"], "weights": 999}}  # fmt: skip
+    assert layer_map(full)["convtas/a"] == {k: v for k, v in full["convtas/a"].items() if k != "weights"}
 
 
 #: Names from the real DFC 3.33 HN of a Conv-TasNet (/work/shared/real_dfc/real_hn.json), names only.
