@@ -9,10 +9,20 @@ worker killed in between leaves a trial that no one ever fails. Two changes clos
 2. A RUNNING trial without a row (made by a process that does not use this class) is stale once this process has
    seen it without one for longer than the grace period, measured on this process's monotonic clock: no
    comparison of clocks across machines or time zones.
+
+And one that needs no grace period at all: each trial that becomes RUNNING through this storage records its owner
+(user attribute ``hefsweep.owner``: host, boot id, pid namespace, pid and the process's start time). A RUNNING
+trial whose owner ran on this machine (same host, boot and pid namespace) but whose process is gone -- no such
+pid, or a pid reused by a process that started at another time -- is stale at once: a sweep killed with SIGKILL
+and resumed right away fails (and retries) the killed trial before it runs anything else. Owners on other
+machines, or where ``/proc`` cannot tell, are left to the heartbeat grace period.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +32,60 @@ from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["HeartbeatStorage"]
+__all__ = ["OWNER_ATTR", "HeartbeatStorage", "owner", "owner_gone"]
+
+OWNER_ATTR = "hefsweep.owner"
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, ``/proc/<pid>/stat`` field 22), None if there is
+    no such live process."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X"):  # a zombie (killed, not reaped yet) is gone too
+        return None
+    return fields[19]
+
+
+def _machine() -> dict[str, str | None]:
+    try:
+        pidns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pidns = None
+    return {"host": socket.gethostname(), "boot": _read("/proc/sys/kernel/random/boot_id"), "pidns": pidns}
+
+
+def owner() -> dict[str, Any]:
+    """This process as a trial owner: ``host``, ``boot`` (boot id), ``pidns`` (pid namespace), ``pid``, ``start``."""
+    return {**_machine(), "pid": os.getpid(), "start": _start_time(os.getpid())}
+
+
+def owner_gone(recorded: Any) -> bool:
+    """Whether the process described by ``recorded`` (see :func:`owner`) is known to be gone: it ran on this
+    machine -- same host, boot and pid namespace, all known -- and its pid is absent or now belongs to a process
+    that started at another time. Anything else (another machine, no ``/proc``, a malformed record) is not known."""
+    if not isinstance(recorded, dict):
+        return False
+    here = _machine()
+    if any(here[k] is None or recorded.get(k) != here[k] for k in here):
+        return False
+    pid, start = recorded.get("pid"), recorded.get("start")
+    if not isinstance(pid, int) or pid <= 0 or start is None:
+        return False
+    now = _start_time(pid)
+    if now is None:  # no such process (this machine has /proc: ``boot`` was read from it)
+        return True
+    return now != str(start)
 
 
 class HeartbeatStorage(RDBStorage):
@@ -36,12 +99,16 @@ class HeartbeatStorage(RDBStorage):
         # Optuna's caching wrapper calls this one directly (not create_new_trial)
         trial = super()._create_new_trial(study_id, template_trial)
         if trial.state == TrialState.RUNNING and self.heartbeat_interval is not None:
+            me = owner()
+            self.set_trial_user_attr(trial._trial_id, OWNER_ATTR, me)
+            trial.user_attrs = {**trial.user_attrs, OWNER_ATTR: me}  # the caching wrapper keeps this copy
             self.record_heartbeat(trial._trial_id)
         return trial
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
         changed = super().set_trial_state_values(trial_id, state, values)
         if changed and state == TrialState.RUNNING and self.heartbeat_interval is not None:
+            self.set_trial_user_attr(trial_id, OWNER_ATTR, owner())
             self.record_heartbeat(trial_id)
         return changed
 
@@ -57,8 +124,25 @@ class HeartbeatStorage(RDBStorage):
             .where(models.TrialModel.state == TrialState.RUNNING)
             .where(beat.trial_heartbeat_id.is_(None))
         )
+        attr = models.TrialUserAttributeModel
+        owned = (
+            sqlalchemy.select(models.TrialModel.trial_id, attr.value_json)
+            .join(attr, attr.trial_id == models.TrialModel.trial_id)
+            .where(models.TrialModel.study_id == study_id)
+            .where(models.TrialModel.state == TrialState.RUNNING)
+            .where(attr.key == OWNER_ATTR)
+        )
         with self.engine.connect() as conn:
             silent = {row[0] for row in conn.execute(query)}
+            owners = list(conn.execute(owned))
         now = time.monotonic()
         self._unbeaten = {tid: self._unbeaten.get(tid, now) for tid in silent}
-        return stale + [tid for tid, seen in self._unbeaten.items() if now - seen > grace and tid not in stale]
+        stale += [tid for tid, seen in self._unbeaten.items() if now - seen > grace and tid not in stale]
+        return stale + [tid for tid, value in owners if tid not in stale and owner_gone(_json(value))]
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None

@@ -8,8 +8,9 @@ failure signature in the trial's user attributes and in its MLflow run (``hefswe
 
 Crash safety: the Optuna storage is an RDB storage with heartbeats. A trial whose worker dies (SIGKILL, a lost
 machine) stops heartbeating; the next worker to start a trial fails it, ends its MLflow run as KILLED and
-enqueues a retry (``RetryHeartbeatStaleTrialCallback``); a trial that never heartbeated is stale too
-(:mod:`harness._heartbeat`). An interrupted trial's MLflow run is ended as KILLED too.
+enqueues a retry (``RetryHeartbeatStaleTrialCallback``); a trial that never heartbeated is stale too, and so at
+once is a trial whose recorded owner process on this machine is gone (:mod:`harness._heartbeat`): a sweep resumed
+right after a SIGKILL retries the killed trial first. An interrupted trial's MLflow run is ended as KILLED too.
 Any number of workers (``hefsweep worker``) on any number of machines can share one study through a PostgreSQL
 storage and an MLflow tracking server.
 """
@@ -123,7 +124,10 @@ def _storage(url: str, space: SearchSpace, tracker_factory: Any) -> Any:
     retry = RetryHeartbeatStaleTrialCallback(max_retry=space.heartbeat.max_retry)
 
     def on_failed(study: Any, trial: Any) -> None:
-        lost = {"hefsweep.status": "failed", "hefsweep.signature": "harness:WorkerLost:stale"}
+        from harness._heartbeat import OWNER_ATTR, owner_gone
+
+        why = "owner process gone" if owner_gone(trial.user_attrs.get(OWNER_ATTR)) else "heartbeat stale"
+        lost = {"hefsweep.status": "failed", "hefsweep.signature": "harness:WorkerLost:stale", "hefsweep.lost": why}
         try:
             tracker = tracker_factory(study.study_name)
             run_id = trial.user_attrs.get("mlflow_run_id")
@@ -140,9 +144,10 @@ def _storage(url: str, space: SearchSpace, tracker_factory: Any) -> Any:
             tracker.end(run_id, "KILLED")
         except Exception as exc:  # noqa: BLE001 - the retry must happen even if MLflow is down
             log.warning("could not mark the run of stale trial %d KILLED: %s", trial.number, exc)
-        # the retry copies the trial's user attributes: never its run id (the retry gets a run of its own)
+        # the retry copies the trial's user attributes: never its run id (the retry gets a run of its own) nor its
+        # owner (the process that runs the retry records itself)
         template = copy.deepcopy(trial)
-        template.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != "mlflow_run_id"}
+        template.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("mlflow_run_id", OWNER_ATTR)}
         retry(study, template)
 
     kwargs: dict[str, Any] = {}
@@ -209,6 +214,10 @@ def _open_study(space: SearchSpace, name: str, storage: Any, url: str) -> Any:
             study.set_user_attr("hefsweep.space", fingerprint)
             if space.source is not None:
                 study.set_user_attr("hefsweep.space_file", str(space.source))
+        elif stored == fingerprint:
+            # a trial whose owner process on this machine is gone (a sweep SIGKILLed and resumed right away) is
+            # failed and retried now, even when this sweep runs no trial of its own
+            optuna.storages.fail_stale_trials(study)
     except Exception as exc:  # noqa: BLE001 - storage errors are user errors
         raise _storage_error(url, exc) from None
     if stored is not None and stored != fingerprint:

@@ -98,3 +98,60 @@ def test_sigkill_mid_trial_loses_nothing(tiny_checkpoint: Path, demo_data: Path,
     assert len(retry_runs) == 1
     parents = client.search_runs([exp.experiment_id], "tags.`hefsweep.role` = 'parent'")
     assert len(parents) == 1
+
+
+def test_sigkill_then_immediate_resume_leaves_nothing_running(
+    tiny_checkpoint: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    """Resumed well within the heartbeat grace period (600 s): the killed trial's owner process is gone, so the
+    resumed sweep fails and retries it at once and ends its run KILLED -- no trial and no run stays RUNNING."""
+    import optuna
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+    from optuna.trial import TrialState
+
+    path = _space(tmp_path, tiny_checkpoint, demo_data)
+    path.write_text(path.read_text().replace("heartbeat: {interval: 1, grace: 4, max_retry: 2}",
+                                             "heartbeat: {interval: 5, grace: 600, max_retry: 2}"))  # fmt: skip
+    space = load_space(path)
+    run_sweep(space, trials=0, root=tmp_path / "mlruns", stream=io.StringIO())
+    storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+
+    victim = _worker(tmp_path, total=3, inject="optimize:sleep:2")
+    deadline = time.monotonic() + 120
+    killed = False
+    while time.monotonic() < deadline and not killed:
+        study = optuna.load_study(study_name="k", storage=storage)
+        done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+        running = [t for t in study.trials if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs]
+        if done and running:
+            os.kill(victim.pid, signal.SIGKILL)
+            killed = True
+        time.sleep(0.05)
+    victim.wait(30)
+    assert killed, victim.stdout.read().decode() if victim.stdout else ""
+    (lost,) = [t for t in optuna.load_study(study_name="k", storage=storage).trials if t.state == TrialState.RUNNING]
+
+    t0 = time.monotonic()
+    survivor = _worker(tmp_path, total=3)  # at once: nowhere near the grace period
+    out = survivor.communicate(timeout=300)[0].decode()
+    assert survivor.returncode == 0, out
+    assert time.monotonic() - t0 < 600
+
+    study = optuna.load_study(study_name="k", storage=storage)
+    states = {t.number: t.state for t in study.trials}
+    assert TrialState.RUNNING not in states.values(), states
+    assert states[lost.number] == TrialState.FAIL, states
+    retries = [t for t in study.trials if t.number > lost.number and t.params == lost.params]
+    assert retries and retries[0].state == TrialState.COMPLETE, states
+    assert "hefsweep.owner" not in {k for t in study.trials if t.state == TrialState.WAITING for k in t.user_attrs}
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("k")
+    runs = client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL)
+    assert [r.info.run_id for r in runs if r.info.status == "RUNNING"] == []
+    killed_run = client.get_run(lost.user_attrs["mlflow_run_id"])
+    assert killed_run.info.status == "KILLED"
+    assert killed_run.data.tags["hefsweep.signature"] == "harness:WorkerLost:stale"
+    assert killed_run.data.tags["hefsweep.lost"] == "owner process gone"
+    assert lost.user_attrs["hefsweep.owner"]["pid"] == victim.pid  # what told the resumed sweep

@@ -68,3 +68,37 @@ def test_fail_stale_trials_fails_and_retries_it(tmp_path: Path, monkeypatch: pyt
     clock[0] = 3.0
     optuna.storages.fail_stale_trials(study)
     assert [t.state for t in study.trials] == [TrialState.FAIL] and retried == [0]
+
+
+def test_a_running_trial_whose_owner_process_is_gone_is_stale_at_once(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    storage = HeartbeatStorage(url, heartbeat_interval=10, grace_period=600)
+    study = optuna.create_study(study_name="s", storage=storage)
+    mine = study.ask()._trial_id
+    me = storage.get_trial(mine).user_attrs[_heartbeat.OWNER_ATTR]
+    assert me == _heartbeat.owner() and me["pid"] == os.getpid()
+
+    dead_proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_proc.wait()
+
+    def running(owner: object) -> int:
+        tid = study.ask()._trial_id
+        storage.set_trial_user_attr(tid, _heartbeat.OWNER_ATTR, owner)
+        return tid
+
+    dead = running({**me, "pid": dead_proc.pid})
+    reused = running({**me, "start": str(int(me["start"]) - 1)})  # this pid, but another process's start time
+    remote = running({**me, "host": "elsewhere", "pid": dead_proc.pid})  # another machine: the grace period decides
+    rebooted = running({**me, "boot": "another-boot", "pid": dead_proc.pid})
+    garbled = running("not an owner")
+    assert sorted(storage._get_stale_trial_ids(study._study_id)) == sorted([dead, reused])
+    assert {mine, remote, rebooted, garbled}.isdisjoint(storage._get_stale_trial_ids(study._study_id))
+
+    # a WAITING trial made RUNNING records its new owner (a retry does not keep the dead one's)
+    study.enqueue_trial({"x": 1.0}, user_attrs={_heartbeat.OWNER_ATTR: {**me, "pid": dead_proc.pid}})
+    popped = study.ask()._trial_id
+    assert storage.get_trial(popped).user_attrs[_heartbeat.OWNER_ATTR] == me
