@@ -16,15 +16,20 @@ trial whose owner ran on this machine (same host, boot and pid namespace) but wh
 pid, or a pid reused by a process that started at another time -- is stale at once: a sweep killed with SIGKILL
 and resumed right away fails (and retries) the killed trial before it runs anything else. Owners on other
 machines, or where ``/proc`` cannot tell, are left to the heartbeat grace period.
+
+:meth:`HeartbeatStorage.lock` serialises a check-then-write (enqueueing a trial unless it exists) across the
+processes of one storage: an advisory lock on PostgreSQL and MySQL, a lock on a file next to a sqlite database.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy
@@ -111,6 +116,52 @@ class HeartbeatStorage(RDBStorage):
             self.set_trial_user_attr(trial_id, OWNER_ATTR, owner())
             self.record_heartbeat(trial_id)
         return changed
+
+    @contextlib.contextmanager
+    def lock(self, name: str, timeout: float = 600.0) -> Iterator[None]:
+        """Hold the storage-wide lock ``name`` (every process of this storage waits for it) for the block.
+
+        PostgreSQL: ``pg_advisory_lock`` on a connection of its own; MySQL: ``GET_LOCK``; sqlite: ``flock`` on
+        ``<database>.<hash>.lock`` beside the file (sqlite's own locks would block this process's other
+        connection); an in-memory sqlite database (one process) or another dialect: no lock.
+        """
+        key = int.from_bytes(hashlib.sha256(f"hefsweep:{name}".encode()).digest()[:8], "big", signed=True)
+        dialect = self.engine.dialect.name
+        database = self.engine.url.database
+        if dialect == "postgresql":
+            with self.engine.connect() as conn:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+        elif dialect == "mysql":
+            with self.engine.connect() as conn:
+                got = conn.execute(sqlalchemy.text("SELECT GET_LOCK(:n, :t)"), {"n": f"hefsweep{key}", "t": timeout})
+                if got.scalar() != 1:
+                    raise TimeoutError(f"storage lock {name!r} not acquired in {timeout:g} s")
+                try:
+                    yield
+                finally:
+                    conn.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:n)"), {"n": f"hefsweep{key}"})
+        elif dialect == "sqlite" and database and database != ":memory:" and not database.startswith("file:"):
+            import fcntl
+
+            try:
+                fh = open(f"{database}.{key & 0xFFFFFFFF:08x}.lock", "a")  # noqa: SIM115 - closed below
+            except OSError:  # a read-only folder: nothing can be written to the database beside it either
+                yield
+                return
+            with fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+        else:
+            yield
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         stale = super()._get_stale_trial_ids(study_id)

@@ -17,6 +17,7 @@ storage and an MLflow tracking server.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
 import json
@@ -276,10 +277,26 @@ def decide(study: Any, trial: Any, cfg: TrialConfig, result: TrialResult, space:
         if space.repair_trials:
             from harness.followups import propose
 
-            for rule, params in propose(result.failure, cfg.to_dict(), space):
-                attrs = {"hefsweep.repair_of": trial.number, "hefsweep.repair_rule": rule}
-                study.enqueue_trial(_searched(params, space), user_attrs=attrs, skip_if_exists=True)
+            proposed = list(propose(result.failure, cfg.to_dict(), space))
+            _enqueue(study, [_searched(params, space) for _, params in proposed],
+                     [{"hefsweep.repair_of": trial.number, "hefsweep.repair_rule": rule} for rule, _ in proposed])  # fmt: skip
     return value
+
+
+def _enqueue(study: Any, configs: list[dict[str, Any]], user_attrs: list[dict[str, Any]] | None = None) -> None:
+    """Enqueue each configuration unless the study holds a trial with those params already, as one step across all
+    workers of the storage: two workers opening a new study at once enqueue its start points once (Optuna's
+    ``skip_if_exists`` alone checks, then writes, so both would)."""
+    if not configs:
+        return
+    from harness._heartbeat import HeartbeatStorage
+
+    storage = study._storage
+    storage = storage if isinstance(storage, HeartbeatStorage) else getattr(storage, "_backend", None)
+    lock = storage.lock(f"enqueue:{study.study_name}") if isinstance(storage, HeartbeatStorage) else contextlib.nullcontext()
+    with lock:
+        for i, params in enumerate(configs):
+            study.enqueue_trial(params, user_attrs=user_attrs[i] if user_attrs else None, skip_if_exists=True)
 
 
 def _grade(trial: Any, result: TrialResult, space: SearchSpace) -> float:
@@ -542,8 +559,7 @@ def run_sweep(
             stopped.append(exc)
             raise
 
-    for params in [*space.enqueue, *(enqueue or ())]:
-        study.enqueue_trial(params, skip_if_exists=True)
+    _enqueue(study, [*space.enqueue, *(enqueue or ())])
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     failure: HarnessError | None = None
     try:

@@ -98,3 +98,88 @@ dimensions:
     ok = [r for r in runs if r.data.tags["hefsweep.status"] == "ok"]
     assert ok and all(r.info.artifact_uri.startswith("mlflow-artifacts:") for r in ok)
     assert [a.path for a in client.list_artifacts(ok[0].info.run_id, "compiled")] == ["compiled/model.qdq.onnx"]
+
+
+_RACER = """
+import io, sys, time
+from pathlib import Path
+
+import optuna.study
+
+from harness.space import load_space
+from harness.sweep import run_sweep
+
+space, storage, flags, me, root = sys.argv[1:6]
+flags = Path(flags)
+
+
+class Rendezvous(io.StringIO):
+    # the sweep's opening line comes right before it enqueues the start points: both workers get there, then go on
+    def write(self, text):
+        if text.startswith("hefsweep: study"):
+            (flags / f"ready-{me}").touch()
+            deadline = time.monotonic() + 60
+            while len(list(flags.glob("ready-*"))) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return super().write(text)
+
+
+real_skip = optuna.study.Study._should_skip_enqueue
+
+
+def skip(self, params):
+    found = real_skip(self, params)
+    time.sleep(0.5)  # widen the window between Optuna's check and its write
+    return found
+
+
+optuna.study.Study._should_skip_enqueue = skip
+run_sweep(load_space(space), trials=0, storage=storage, root=Path(root), stream=Rendezvous())
+"""
+
+
+def test_two_workers_on_a_new_study_enqueue_its_start_points_once(
+    tiny_checkpoint: Path, demo_data: Path, tmp_path: Path, pg_databases: tuple[str, str]
+) -> None:
+    import time
+
+    import optuna
+    from optuna.trial import TrialState
+
+    p = tmp_path / "e.yaml"
+    p.write_text(f"""
+study: starts
+checkpoint: {tiny_checkpoint}
+data: {{calibration: {demo_data / 'calib'}, evaluation: {demo_data / 'eval'}, eval_clips: 2, min_calibration_clips: 2}}
+trials: 2
+dimensions:
+  prelu: [keep, relu, maxmin]
+  norm: [gLN, cLN]
+  width: 2048
+  calib_size: 2
+enqueue:
+  - {{prelu: relu, norm: gLN}}
+  - {{prelu: maxmin, norm: cLN}}
+""")
+    storage = pg_databases[0]
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    racer = tmp_path / "racer.py"
+    racer.write_text(_RACER)
+
+    def start(me: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, str(racer), str(p), storage, str(flags), me, str(tmp_path / me)],
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+
+    first = start("a")
+    deadline = time.monotonic() + 120
+    while not (flags / "ready-a").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the study and its space are recorded: the second worker opens it, not races to create it
+    second = start("b")
+    outs = [w.communicate(timeout=300)[0].decode() for w in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outs
+
+    study = optuna.load_study(study_name="starts", storage=storage)
+    waiting = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(TrialState.WAITING,))]
+    assert sorted(waiting, key=str) == sorted([{"prelu": "relu", "norm": "gLN"}, {"prelu": "maxmin", "norm": "cLN"}],
+                                              key=str), waiting  # fmt: skip

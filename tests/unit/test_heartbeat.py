@@ -102,3 +102,26 @@ def test_a_running_trial_whose_owner_process_is_gone_is_stale_at_once(tmp_path: 
     study.enqueue_trial({"x": 1.0}, user_attrs={_heartbeat.OWNER_ATTR: {**me, "pid": dead_proc.pid}})
     popped = study.ask()._trial_id
     assert storage.get_trial(popped).user_attrs[_heartbeat.OWNER_ATTR] == me
+
+
+def test_the_storage_lock_serialises_processes_of_a_sqlite_storage(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    storage = HeartbeatStorage(url, heartbeat_interval=1, grace_period=2)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom harness._heartbeat import HeartbeatStorage\n"
+         "with HeartbeatStorage(sys.argv[1], heartbeat_interval=1, grace_period=2).lock('x'):\n"
+         "    print('held', flush=True)\n    time.sleep(1.5)\n", url],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    t0 = time.monotonic()
+    with storage.lock("x"):
+        waited = time.monotonic() - t0
+    with storage.lock("y"):  # another name: no wait
+        pass
+    holder.wait(10)
+    assert waited > 0.8
