@@ -35,7 +35,10 @@ from harness.pipeline import Pipeline, TrialConfig, TrialResult
 from harness.space import IntRange, SearchSpace
 from harness.tracking import Tracker, default_tracking_uri, quiet_mlflow
 
-__all__ = ["SweepSummary", "decide", "default_storage", "run_sweep", "study_space_file", "study_summary", "suggest"]
+__all__ = [
+    "SweepSummary", "decide", "default_storage", "is_storage_error", "run_sweep", "study_space_file", "study_summary",
+    "suggest",
+]  # fmt: skip
 
 log = logging.getLogger("harness.sweep")
 
@@ -169,8 +172,29 @@ def _storage(url: str, space: SearchSpace, tracker_factory: Any) -> Any:
         if url.startswith("sqlite:"):
             _fast_sqlite(storage.engine)
         return storage
-    except Exception as exc:  # noqa: BLE001 - storage errors are user errors
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise  # a bug: its traceback, exit 2
         raise _storage_error(url, exc) from None
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an Optuna storage that cannot be used -- a bad URL, a refused or lost connection, a
+    locked, full or read-only database, a missing database driver, a schema of another Optuna version -- rather
+    than a bug (which must show its traceback)."""
+    import sqlite3
+
+    import sqlalchemy.exc
+    from optuna.exceptions import StorageInternalError
+
+    for e in causes(exc):
+        if isinstance(e, (sqlalchemy.exc.SQLAlchemyError, StorageInternalError, sqlite3.Error, OSError)):
+            return True
+        if isinstance(e, ImportError) and "DB access module" in str(e):  # RDBStorage: no driver for the URL
+            return True
+        if isinstance(e, RuntimeError) and "compatible with the table schema" in str(e):  # RDBStorage's check
+            return True
+    return False
 
 
 def _storage_error(url: str, exc: Exception) -> HarnessError:
@@ -219,7 +243,9 @@ def _open_study(space: SearchSpace, name: str, storage: Any, url: str) -> Any:
             # a trial whose owner process on this machine is gone (a sweep SIGKILLed and resumed right away) is
             # failed and retried now, even when this sweep runs no trial of its own
             optuna.storages.fail_stale_trials(study)
-    except Exception as exc:  # noqa: BLE001 - storage errors are user errors
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise  # a bug: its traceback, exit 2
         raise _storage_error(url, exc) from None
     if stored is not None and stored != fingerprint:
         raise ConfigError(
@@ -347,7 +373,9 @@ def study_summary(study: str, storage: str) -> Any:
         )
     try:
         summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    except Exception as exc:  # noqa: BLE001 - store failures are user errors
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise  # a bug: its traceback, exit 2
         raise _storage_error(storage, exc) from None
     if study not in summaries:
         names = sorted(summaries)

@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, describe, root_cause
+from harness.errors import HarnessError, causes, describe, root_cause
 
 __all__ = [
     "Tracker",
     "default_tracking_uri",
+    "is_tracking_store_error",
     "open_client",
     "probe_server",
     "quiet_mlflow",
@@ -94,6 +95,21 @@ def open_client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+def is_tracking_store_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a tracking store that cannot be used -- MLflow's own errors (a server's error replies, a
+    locked or broken store), a refused or lost connection, a database or file error -- rather than a bug (which must
+    show its traceback)."""
+    import sqlite3
+
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    return any(
+        isinstance(e, (MlflowException, sqlalchemy.exc.SQLAlchemyError, sqlite3.Error, OSError))  # requests: OSError
+        for e in causes(exc)
+    )
+
+
 def tracking_store_error(tracking_uri: str, exc: BaseException) -> HarnessError:
     """One line for a tracking store that failed a call (locked, read-only, unreachable ...), with the root cause."""
     return HarnessError(
@@ -117,7 +133,9 @@ def trial_run(client: Any, run_id: str, tracking_uri: str) -> Any:
         raise HarnessError(
             f"MLflow run {run_id}", f"not found in {tracking_uri} ({describe(exc, 160)})", "the id of a trial run"
         ) from None
-    except Exception as exc:  # noqa: BLE001 - store failures are user errors
+    except Exception as exc:
+        if not is_tracking_store_error(exc):
+            raise  # a bug: its traceback, exit 2
         raise tracking_store_error(tracking_uri, exc) from None
     role = run.data.tags.get("hefsweep.role")
     if role != "trial":
@@ -222,7 +240,9 @@ class Tracker:
                     self._experiment_id = self.client.create_experiment(self.experiment, artifact_location=loc)
                 else:
                     self._experiment_id = exp.experiment_id
-            except Exception as exc:  # noqa: BLE001 - any store failure is a one-line user error
+            except Exception as exc:
+                if not is_tracking_store_error(exc):
+                    raise  # a bug: its traceback, exit 2
                 raise self._store_error(exc) from None
         return self._experiment_id
 
@@ -236,7 +256,9 @@ class Tracker:
             return self._parent_run(study, params, tags)
         except HarnessError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a locked or broken store is a one-line user error
+        except Exception as exc:
+            if not is_tracking_store_error(exc):
+                raise  # a bug: its traceback, exit 2
             raise self._store_error(exc) from None
 
     def _parent_run(self, study: str, params: dict[str, Any], tags: dict[str, str]) -> str:
