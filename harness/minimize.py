@@ -17,6 +17,7 @@ with the result.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -364,9 +365,15 @@ def minimize_run(
         )
         try:
             result = pipeline.run(cfg, overrides=probe_set)
-        except BaseException:
+        except (KeyboardInterrupt, SystemExit):
             tracker.set_tags(probe_run, {"hefsweep.status": "failed", "hefsweep.signature": "harness:Interrupted:-"})
             tracker.end(probe_run, "KILLED")
+            raise
+        except Exception as exc:  # a user error (one line) or a bug (traceback): a failure, not an interrupt
+            kind = f"{type(exc).__name__}:-" if isinstance(exc, HarnessError) else f"Bug:{type(exc).__name__}"
+            with contextlib.suppress(Exception):
+                tracker.set_tags(probe_run, {"hefsweep.status": "failed", "hefsweep.signature": f"harness:{kind}"})
+                tracker.end(probe_run, "FAILED")
             raise
         si = result.metrics.get("si_snr_db")
         if not result.ok:

@@ -535,9 +535,15 @@ def run_sweep(
                         result = TrialResult("pruned", {"screen_si_snr_db": v}, None, (), screened.stages, info)
             if result is None:
                 result = pipeline.run(cfg, on_clip=on_clip, compile_gate=gate)
-        except BaseException:
+        except (KeyboardInterrupt, SystemExit):  # an interrupt, not a failure of this configuration
             tracker.set_tags(run_id, {"hefsweep.status": "failed", "hefsweep.signature": "harness:Interrupted:-"})
             tracker.end(run_id, "KILLED")
+            raise
+        except Exception as exc:
+            # a user error found mid-trial (the sweep stops with its one line) or a bug (its traceback, exit 2):
+            # either way a failure of its own, not an interrupt
+            kind = f"{type(exc).__name__}:-" if isinstance(exc, HarnessError) else f"Bug:{type(exc).__name__}"
+            _record_error(tracker, trial, run_id, f"harness:{kind}", exc)
             raise
         try:
             _log_result(tracker, run_id, result)
@@ -625,6 +631,26 @@ def _sweep_error(exc: BaseException, url: str) -> HarnessError | None:
                 "a writable store with free space (finished trials and runs are kept)",
             )
     return None
+
+
+def _record_error(tracker: Tracker, trial: Any, run_id: str, signature: str, exc: Exception) -> None:
+    """Best effort: the trial and its run say which error stopped it (``failure.txt`` holds its traceback); the run
+    ends FAILED. A store that refuses this too does not hide the error itself."""
+    import traceback
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        trial.set_user_attr("status", "failed")
+        trial.set_user_attr("signature", signature)
+    except Exception:  # noqa: BLE001 - the error that stopped the trial is the one to show
+        pass
+    try:
+        with quiet_mlflow():
+            tags = {"hefsweep.status": "failed", "hefsweep.signature": signature, "hefsweep.error": describe(exc)}
+            tracker.log_result(run_id, tags, {}, [(f"{signature}\n\n{text}", None, "failure.txt")])
+    except Exception:  # noqa: BLE001 - as above
+        pass
+    _end_quietly(tracker, run_id, "FAILED")
 
 
 def _artifact_error(obj: str, exc: OSError) -> HarnessError:
