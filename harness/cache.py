@@ -5,11 +5,14 @@ the stages it consumes). A result is a directory built in a private temp folder 
 ``rename`` -- so a reader never sees a half-written entry, concurrent workers building the same key do not
 corrupt each other (the loser's copy is discarded), and an entry is never overwritten.
 
-A build that fails for a *deterministic* reason is published the same way, as a failure record: the next
-``build`` of that key raises the same :class:`CachedBuildError` in milliseconds without running the stage
-(``replayed=True``). Transient causes are never recorded (see :func:`unrecorded_reason`): a timeout or a
-crashed worker, an interrupt, running out of memory or disk, file-system trouble on the cache itself, a
-missing module, a programming error in the harness, or any exception marked ``transient = True``.
+A build that fails for a *known, deterministic* reason is published the same way, as a failure record: the
+next ``build`` of that key raises the same :class:`CachedBuildError` in milliseconds without running the stage
+(``replayed=True``). Only failures the classification table (:mod:`harness.failures`) knows are recorded -- an
+unclassified failure may be a bug in the harness, whatever its class, and is retried next time -- and transient
+causes never are (see :func:`unrecorded_reason`): a timeout or a crashed worker, an interrupt, running out of
+memory or disk, file-system trouble on the cache itself, a missing module, a programming error in the harness,
+or any exception marked ``transient = True``. A record that the current rules would not write (e.g. one left by
+an older version) is dropped instead of replayed.
 
 Layout under the root (``<root>/cache`` by default, or ``$HEFSWEEP_CACHE_DIR``, see :func:`default_cache_root`)::
 
@@ -45,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.failures import Failure, classify, classify_with_log
 from harness.isolation import IsolatedFailure
 
 __all__ = [
@@ -221,7 +225,9 @@ _TRANSIENT_CLASSES = frozenset(
      "InterruptedError", "BlockingIOError", "ConnectionError", "BrokenPipeError", "ConnectionAbortedError",
      "ConnectionRefusedError", "ConnectionResetError"}
 )  # fmt: skip
-#: Never recorded: the environment or the harness itself is broken, not the configuration.
+#: Never recorded, even when classified: the environment or the harness itself is broken, not the configuration.
+#: (Classes such as ``KeyError``, ``IndexError``, ``ValueError``, ``ZeroDivisionError`` and ``RuntimeError`` are
+#: recorded only when the classification table knows the failure, e.g. a backend's classified ``ValueError``.)
 _BUG_CLASSES = frozenset(
     {"ImportError", "ModuleNotFoundError", "AttributeError", "NameError", "UnboundLocalError", "TypeError",
      "AssertionError", "NotImplementedError", "RecursionError", "SyntaxError", "IndentationError"}
@@ -252,10 +258,15 @@ def _under(path: str | os.PathLike[str] | None, root: Path) -> bool:
         return False
 
 
-def unrecorded_reason(cause: BaseException, cache_root: Path) -> str | None:
+def unrecorded_reason(
+    cause: BaseException, cache_root: Path, stage: str, log_text: str | None = None
+) -> str | None:
     """Why a build failure must not be recorded (so it is retried next time), or None to record it.
 
-    Not recorded:
+    A failure is recorded only when the classification table knows it -- :func:`harness.failures.classify` of
+    (``stage``, class name, message) gives a signature other than ``stage:Class:unclassified``, computed as
+    :meth:`harness.pipeline.Pipeline._stage` does (an isolated failure's message completed from ``log_text``) --
+    and its cause is not transient. Not recorded:
 
     - an exception whose class sets ``transient = True`` (e.g. :class:`harness.pipeline.StagePruned`: a stage
       stopped early is not the stage's outcome);
@@ -267,7 +278,12 @@ def unrecorded_reason(cause: BaseException, cache_root: Path) -> str | None:
     - ``OSError``s with a device-level errno (``ENOSPC``, ``EDQUOT``, ``EROFS``, ``EIO``, ``EMFILE`` ...), with
       no file name, or about a file inside the cache (``EACCES``/``ENOENT`` on the cache itself);
     - errors that mean the harness or its environment is broken rather than the configuration:
-      ``ImportError``, ``AttributeError``, ``NameError``, ``TypeError``, ``AssertionError`` ...
+      ``ImportError``, ``AttributeError``, ``NameError``, ``TypeError``, ``AssertionError`` ... (even when
+      classified);
+    - anything else the table does not classify: a bare ``KeyError``, ``IndexError``, ``ValueError``,
+      ``ZeroDivisionError`` or ``RuntimeError`` is more likely a harness bug than the configuration's outcome
+      (a backend's ``ValueError`` that the table knows, e.g. Hailo's ``Couldn't detect CalibrationDataType``,
+      is recorded).
 
     The same rules apply to failures raised in an isolated worker (by class name, errno and path parsed from
     the message).
@@ -275,6 +291,9 @@ def unrecorded_reason(cause: BaseException, cache_root: Path) -> str | None:
     Args:
         cause: What the build raised.
         cache_root: The cache's root folder (an ``OSError`` under it is the cache's own trouble).
+        stage: The stage that failed (the classification depends on it).
+        log_text: The failed build's stage and tool logs (see :func:`harness.pipeline._stage_logs`), with which
+            an isolated failure's bare message is classified.
     """
     root = Path(cache_root).resolve()
     if isinstance(cause, IsolatedFailure):
@@ -309,7 +328,29 @@ def unrecorded_reason(cause: BaseException, cache_root: Path) -> str | None:
             return f"{cls} names no file; cannot tell whether it is the cache's own trouble"
         if _under(filename, root):
             return f"{cls} on the cache itself ({filename})"
+    failure = _classify(stage, cause, log_text)
+    if not failure.known:
+        return f"{failure.signature} is not in the classification table: it may be a harness bug, not an outcome"
     return None
+
+
+def _classify(stage: str, cause: BaseException, log_text: str | None) -> Failure:
+    """The failure as :meth:`harness.pipeline.Pipeline._stage` classifies it."""
+    if isinstance(cause, IsolatedFailure):
+        return classify_with_log(stage, cause.exc_class, cause.message, log_text)
+    return classify(stage, type(cause).__name__, str(cause))
+
+
+def _logs(folder: Path, stage: str, cause: BaseException) -> str | None:
+    """The logs an isolated failure is classified with (the pipeline reads the same files), else None."""
+    if not isinstance(cause, IsolatedFailure):
+        return None
+    from harness.pipeline import _stage_logs  # the pipeline's own reader: one definition of which logs count
+
+    try:
+        return _stage_logs(folder, stage)
+    except OSError:
+        return None
 
 
 def _cause_parts(cause: BaseException) -> tuple[str, str, str]:
@@ -472,7 +513,12 @@ class StageCache:
         if self.record_failures:
             record = self.lookup_failure(stage, key)
             if record is not None:
-                raise record.to_error()
+                stale = self._unreplayable(record)
+                if stale is None:
+                    raise record.to_error()
+                # e.g. a harness bug recorded by an older version: retry the build instead of replaying it
+                log.info("%s %s: recorded failure dropped: %s", stage, key[:12], stale)
+                self.remove(CacheItem("failure", stage, key, record.path, 0, 0.0))
 
         now = clock or time.monotonic
         tmp = self.root / "tmp" / f"{stage}-{key[:12]}-{uuid.uuid4().hex[:8]}"
@@ -504,7 +550,10 @@ class StageCache:
 
     def _failed(self, stage: str, key: str, tmp: Path, exc: BaseException, seconds: float) -> CachedBuildError:
         """Record the failure (or keep the output under ``failed/``) and return the error to raise."""
-        reason = unrecorded_reason(exc, self.root) if self.record_failures else "failure recording is off"
+        if self.record_failures:
+            reason = unrecorded_reason(exc, self.root, stage, _logs(tmp, stage, exc))
+        else:
+            reason = "failure recording is off"
         if reason is None:
             try:
                 record = self._record(stage, key, tmp, exc, seconds)
@@ -523,6 +572,11 @@ class StageCache:
         except OSError:
             failed = tmp
         return CachedBuildError(stage, exc, failed)
+
+    def _unreplayable(self, record: FailureRecord) -> str | None:
+        """Why a recorded failure would not be recorded today (so it must not be replayed), or None."""
+        cause = record.to_error().cause  # replayed as an IsolatedFailure: classified with the record's logs
+        return unrecorded_reason(cause, self.root, record.stage, _logs(record.path, record.stage, cause))
 
     def _record(self, stage: str, key: str, tmp: Path, exc: BaseException, seconds: float) -> FailureRecord | None:
         """Publish ``tmp`` (the failed output plus the record) as the key's failure; None if one exists."""

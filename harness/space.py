@@ -311,6 +311,23 @@ class SearchSpace(BaseModel):
             "backend_options": self.backend_options,
         }
 
+    def content_fingerprint(self) -> dict[str, str]:
+        """SHA-256 of the inputs the study's trials are computed from (part of the study fingerprint, with
+        :meth:`fingerprint`: a study is not resumed over another checkpoint or other audio).
+
+        ``checkpoint``: the checkpoint file's bytes. ``calibration`` / ``evaluation``: each data folder's audio, a
+        hash over the sorted (name relative to the folder, sha256) of its ``.wav``/``.flac`` files -- the
+        calibration folder's own, the evaluation folder's ``mixture/``, ``s1/`` ... files -- so the folders'
+        locations do not count. File hashes are memoized per process (:func:`harness.cache.file_sha256`).
+        """
+        from harness.cache import file_sha256
+
+        return {
+            "checkpoint": file_sha256(self.checkpoint),
+            "calibration": _audio_sha256(self.data.calibration, subfolders=False),
+            "evaluation": _audio_sha256(self.data.evaluation, subfolders=True),
+        }
+
     @property
     def repairs(self) -> int:
         """How many repairs a trial may apply (``max_repairs``, else the backend's default)."""
@@ -321,6 +338,32 @@ class SearchSpace(BaseModel):
     def backend_spec(self) -> BackendSpec:
         """The picklable backend recipe for child processes."""
         return BackendSpec(self.backend, tuple(sorted(self.backend_options.items())))
+
+
+def _audio_sha256(folder: Path, *, subfolders: bool) -> str:
+    """sha256 over the sorted (relative name, sha256) of a folder's audio files (and its subfolders', one level)."""
+    import hashlib
+    import json
+
+    from harness.audio._io import AUDIO_SUFFIXES
+    from harness.cache import file_sha256
+
+    def audio(d: Path) -> list[Path]:
+        try:
+            entries = list(d.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [e for e in entries if not e.name.startswith(".") and e.suffix.lower() in AUDIO_SUFFIXES and e.is_file()]
+
+    files = audio(folder)
+    if subfolders:
+        try:
+            dirs = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        except (FileNotFoundError, NotADirectoryError):
+            dirs = []
+        files += [f for d in dirs for f in audio(d)]
+    rows = sorted([f.relative_to(folder).as_posix(), file_sha256(f)] for f in files)
+    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
 
 
 def _err(path: Path, e: dict[str, Any]) -> ConfigError:

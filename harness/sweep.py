@@ -224,6 +224,9 @@ def _fast_sqlite(engine: Any) -> None:
 def _open_study(space: SearchSpace, name: str, storage: Any, url: str) -> Any:
     import optuna
 
+    # the study fingerprint: the search space, and the content of the checkpoint and the data it is computed from
+    space_part, content = space.fingerprint(), space.content_fingerprint()
+    fingerprint = json.dumps({**space_part, "content": content}, sort_keys=True)
     try:
         study = optuna.create_study(
             study_name=name,
@@ -233,27 +236,49 @@ def _open_study(space: SearchSpace, name: str, storage: Any, url: str) -> Any:
             sampler=optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=4),
             pruner=_pruner(space),
         )
-        fingerprint = json.dumps(space.fingerprint(), sort_keys=True)
         stored = study.user_attrs.get("hefsweep.space")
         if stored is None:
             study.set_user_attr("hefsweep.space", fingerprint)
             if space.source is not None:
                 study.set_user_attr("hefsweep.space_file", str(space.source))
-        elif stored == fingerprint:
-            # a trial whose owner process on this machine is gone (a sweep SIGKILLed and resumed right away) is
-            # failed and retried now, even when this sweep runs no trial of its own
-            optuna.storages.fail_stale_trials(study)
+        else:
+            if stored != fingerprint and json.loads(stored) == space_part:
+                # a study created before the fingerprint covered the inputs, over the same space: from now on it does
+                study.set_user_attr("hefsweep.space", fingerprint)
+                stored = fingerprint
+            if stored == fingerprint:
+                # a trial whose owner process on this machine is gone (a sweep SIGKILLed and resumed right away) is
+                # failed and retried now, even when this sweep runs no trial of its own
+                optuna.storages.fail_stale_trials(study)
     except Exception as exc:
         if not is_storage_error(exc):
             raise  # a bug: its traceback, exit 2
         raise _storage_error(url, exc) from None
     if stored is not None and stored != fingerprint:
+        where = f"study {name!r} in {url.split('@')[-1]}"
+        old = json.loads(stored)
+        if {k: v for k, v in old.items() if k != "content"} != space_part:
+            raise ConfigError(where, "exists with a different search space",
+                              "the space it was created with (use another --study name)")  # fmt: skip
         raise ConfigError(
-            f"study {name!r} in {url.split('@')[-1]}",
-            "exists with a different search space",
-            "the space it was created with (use another --study name)",
+            where,
+            _inputs_changed(old.get("content") or {}, content, space),
+            "the checkpoint and data it was created with (use --study NAME for a new study)",
         )
     return study
+
+
+def _inputs_changed(old: dict[str, str], new: dict[str, str], space: SearchSpace) -> str:
+    """What changed since a study was created, on one line: each changed input, its new and its recorded hash."""
+    labels = {
+        "checkpoint": f"checkpoint {space.checkpoint}",
+        "calibration": f"calibration data {space.data.calibration}",
+        "evaluation": f"evaluation data {space.data.evaluation}",
+    }
+    changed = [
+        f"{label} (sha256 {new[k][:12]}, was {str(old.get(k))[:12]})" for k, label in labels.items() if old.get(k) != new[k]
+    ]
+    return "changed since the study was created: " + ", ".join(changed)
 
 
 def _in_top_k(study: Any, value: float, k: int) -> bool:

@@ -7,20 +7,23 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 
 from harness.audio._fill import FillPolicyError, check_policy, fill_applied, fit_length
 from harness.audio._io import file_sha256, list_audio, read_audio
 from harness.errors import AudioError
 
-__all__ = ["MANIFEST_FORMAT", "CalibrationSet", "build_calibration_set"]
+__all__ = ["MANIFEST_FORMAT", "CalibrationSet", "build_calibration_set", "effective_policy"]
 
-#: Written into every manifest so that a change of layout changes every key.
-MANIFEST_FORMAT = "hefsweep.calibration/1"
+#: Written into every manifest so that a change of layout (or of how clips are selected) changes every key.
+#: 2: clips are taken round-robin over the files; ``policy`` is null when no clip was filled.
+MANIFEST_FORMAT = "hefsweep.calibration/2"
 
 _LOG = logging.getLogger("harness.audio")
 
@@ -36,8 +39,9 @@ class CalibrationSet:
 
     Attributes:
         data: float32 array ``[n, W]``, read-only.
-        manifest: JSON-serialisable description (format, sample_rate, width, clip_length, policy and
-            one entry per clip: ``file`` relative to the folder, ``sha256`` of the source file,
+        manifest: JSON-serialisable description (format, sample_rate, width, clip_length, policy -- null
+            when no clip was filled, so that policies that change nothing give one set -- and one entry per
+            clip, in selection order: ``file`` relative to the folder, ``sha256`` of the source file,
             ``source_samples``, ``offset``, ``clip_samples`` before the fill, ``fill`` applied).
             Treat it as read-only: ``key`` is derived from it.
         key: SHA-256 hex digest of the manifest's canonical JSON. It identifies the set by content
@@ -92,12 +96,16 @@ def build_calibration_set(
 ) -> CalibrationSet:
     """Cut calibration clips from a folder of mono audio files and fit them to the model width.
 
-    Files are taken in name order (see :func:`~harness.audio.list_audio`). Each file gives
-    consecutive, non-overlapping clips of ``clip_length`` samples starting at offset 0; the tail
-    shorter than ``clip_length`` is dropped, except that a file shorter than ``clip_length`` gives
-    one clip of its own length (so short recordings still count; the fill policy then lengthens it).
-    With ``clip_length=None`` each whole file is one clip. Reading stops once ``size`` clips are
-    collected, so later files are neither read nor hashed. Each clip is then passed through
+    Each file is cut into consecutive, non-overlapping clips of ``clip_length`` samples starting at offset 0;
+    the tail shorter than ``clip_length`` is dropped, except that a file shorter than ``clip_length`` gives
+    one clip of its own length (so short recordings still count; the fill policy then lengthens it). With
+    ``clip_length=None`` each whole file is one clip.
+
+    Clips are taken round-robin over the files in name order (see :func:`~harness.audio.list_audio`): the
+    first clip of every file, then the second clip of every file that has one, and so on, until ``size``
+    clips are collected. So a set of ``size`` clips comes from ``min(size, files)`` files whatever the clip
+    length, and clip length and source diversity vary separately. Files not needed (``size`` below the
+    number of files) are neither read nor hashed. Each clip is then passed through
     :func:`~harness.audio.fit_length` with ``policy``.
 
     When clips are not ``W`` samples long one warning is logged on ``harness.audio`` naming both
@@ -108,7 +116,8 @@ def build_calibration_set(
         sample_rate: The model's sample rate in Hz; every file must have it.
         width: The model input width ``W`` in samples.
         clip_length: Samples per clip before the fill, or ``None`` for whole files.
-        policy: Fill policy for clips shorter than ``W`` (``"pad"``, ``"repeat"``, ``"crop"``).
+        policy: Fill policy for clips shorter than ``W`` (``"pad"``, ``"repeat"``, ``"crop"``). When no
+            selected clip is shorter than ``W`` it changes nothing and the manifest records ``null``.
         size: Number of clips wanted.
         min_clips: Fewest clips accepted; between ``min_clips`` and ``size`` clips the set is
             returned with a warning.
@@ -132,40 +141,39 @@ def build_calibration_set(
 
     root = Path(folder)
     files = list_audio(root)
+    read: dict[int, tuple[np.ndarray, str]] = {}
+
+    def length_of(i: int) -> int:
+        audio = read_audio(files[i], sample_rate)
+        read[i] = (audio, file_sha256(files[i]))
+        return int(audio.shape[0])
+
     clips: list[np.ndarray] = []
     entries: list[dict[str, Any]] = []
-    for path in files:
-        if len(clips) >= size:
-            break
-        audio = read_audio(path, sample_rate)
-        n = audio.shape[0]
-        if clip_length is None or n <= clip_length:
-            cuts = [(0, n)]
-        else:
-            cuts = [(off, clip_length) for off in range(0, n - clip_length + 1, clip_length)]
-        digest = file_sha256(path)
-        for offset, length in cuts[: size - len(clips)]:
-            clip = audio[offset : offset + length]
-            try:
-                fitted = fit_length(clip, width, policy)
-            except FillPolicyError as exc:
-                # A trial-level outcome (this clip length x policy x W combination), not bad input.
-                raise FillPolicyError(
-                    f"{path}: clip of {length} samples at offset {offset} is shorter than W={width}; "
-                    f"expected clips of at least {width} samples for policy 'crop' "
-                    "(use policy 'repeat' or 'pad', or a longer clip_length)"
-                ) from exc
-            clips.append(np.asarray(fitted, dtype=np.float32))
-            entries.append(
-                {
-                    "file": path.relative_to(root).as_posix(),
-                    "sha256": digest,
-                    "source_samples": n,
-                    "offset": offset,
-                    "clip_samples": length,
-                    "fill": fill_applied(length, width, policy),
-                }
-            )
+    for i, offset, length in _select(len(files), length_of, clip_length, size):
+        path = files[i]
+        audio, digest = read[i]
+        clip = audio[offset : offset + length]
+        try:
+            fitted = fit_length(clip, width, policy)
+        except FillPolicyError as exc:
+            # A trial-level outcome (this clip length x policy x W combination), not bad input.
+            raise FillPolicyError(
+                f"{path}: clip of {length} samples at offset {offset} is shorter than W={width}; "
+                f"expected clips of at least {width} samples for policy 'crop' "
+                "(use policy 'repeat' or 'pad', or a longer clip_length)"
+            ) from exc
+        clips.append(np.asarray(fitted, dtype=np.float32))
+        entries.append(
+            {
+                "file": path.relative_to(root).as_posix(),
+                "sha256": digest,
+                "source_samples": int(audio.shape[0]),
+                "offset": offset,
+                "clip_samples": length,
+                "fill": fill_applied(length, width, policy),
+            }
+        )
 
     if len(clips) < min_clips:
         what = "whole files" if clip_length is None else f"clips of {clip_length} samples"
@@ -186,11 +194,73 @@ def build_calibration_set(
         "sample_rate": sample_rate,
         "width": width,
         "clip_length": clip_length,
-        "policy": policy,
+        # a policy that filled nothing is no part of the set: pad, repeat and crop then give one key
+        "policy": policy if any(e["clip_samples"] < width for e in entries) else None,
         "clips": entries,
     }
     key = hashlib.sha256(canonical_json(manifest).encode("ascii")).hexdigest()
     return CalibrationSet(data=data, manifest=manifest, key=key)
+
+
+def effective_policy(
+    folder: str | os.PathLike[str],
+    *,
+    sample_rate: int,
+    width: int,
+    clip_length: int | None,
+    policy: str,
+    size: int,
+) -> str | None:
+    """The fill policy as far as it matters: ``None`` when no clip :func:`build_calibration_set` would select is
+    shorter than ``W`` (then ``pad``, ``repeat`` and ``crop`` give the same set), else ``policy``.
+
+    Reads only the files' headers (frame counts). When a file cannot be inspected or has another rate,
+    ``policy`` is returned unchanged, so that building the set reports the file.
+
+    Args:
+        folder, sample_rate, width, clip_length, policy, size: As for :func:`build_calibration_set`.
+    """
+    try:
+        files = list_audio(folder)
+
+        def length_of(i: int) -> int:
+            info = sf.info(str(files[i]))
+            if info.samplerate != sample_rate or info.frames < 1:
+                raise ValueError(f"{files[i]}: not usable as is")
+            return int(info.frames)
+
+        cuts = _select(len(files), length_of, clip_length, size)
+    except (AudioError, OSError, ValueError, RuntimeError, sf.SoundFileError):
+        return policy
+    return policy if any(length < width for _, _, length in cuts) else None
+
+
+def _cuts(n: int, clip_length: int | None) -> list[tuple[int, int]]:
+    """(offset, length) of the clips of an ``n``-sample file (see :func:`build_calibration_set`)."""
+    if clip_length is None or n <= clip_length:
+        return [(0, n)]
+    return [(off, clip_length) for off in range(0, n - clip_length + 1, clip_length)]
+
+
+def _select(
+    n_files: int, length_of: Callable[[int], int], clip_length: int | None, size: int
+) -> list[tuple[int, int, int]]:
+    """The clips of a set, round-robin over the files: (file index, offset, length), in selection order.
+
+    ``length_of(i)`` is called once per file needed, in file order, and not for files that are not needed.
+    """
+    cuts: list[list[tuple[int, int]]] = []
+    for i in range(min(n_files, size)):
+        cuts.append(_cuts(length_of(i), clip_length))
+    picked: list[tuple[int, int, int]] = []
+    depth = max((len(c) for c in cuts), default=0)
+    for r in range(depth):
+        for i, file_cuts in enumerate(cuts):
+            if len(picked) == size:
+                return picked
+            if r < len(file_cuts):
+                picked.append((i, *file_cuts[r]))
+    return picked
 
 
 def _warn_width_mismatch(

@@ -20,7 +20,13 @@ from harness.cache import (
     stage_key,
     unrecorded_reason,
 )
+from harness.backends import OverrideTargetNotFound
 from harness.isolation import IsolatedFailure
+
+
+def known(tag: str) -> Exception:
+    """A failure the classification table knows (``<stage>:OverrideTargetNotFound:<tag>``, any stage): recorded."""
+    return OverrideTargetNotFound(tag, [], 3)
 
 
 def test_key_is_canonical_and_sensitive() -> None:
@@ -153,8 +159,8 @@ def test_failure_replays_fast_with_identical_classification(tmp_path: Path, stag
 def test_first_failure_keeps_the_original_cause(tmp_path: Path) -> None:
     cache = StageCache(tmp_path / "c")
     with pytest.raises(CachedBuildError) as err:
-        cache.build("s", "k", Counter(ValueError("boom")))
-    assert isinstance(err.value.cause, ValueError) and not err.value.replayed
+        cache.build("s", "k", Counter(known("boom")))
+    assert isinstance(err.value.cause, OverrideTargetNotFound) and not err.value.replayed
     assert isinstance(err.value.record, FailureRecord) and err.value.record.path == err.value.failed_dir
     assert err.value.failed_dir == cache.failure_path("s", "k")
     assert not list((tmp_path / "c" / "tmp").iterdir())
@@ -188,7 +194,7 @@ TRANSIENT = {
 def test_transient_failures_are_not_cached(tmp_path: Path, name: str) -> None:
     cache = StageCache(tmp_path / "c")
     exc = TRANSIENT[name](tmp_path)
-    assert unrecorded_reason(exc, cache.root) is not None
+    assert unrecorded_reason(exc, cache.root, "optimize") is not None
     fn = Counter(exc)
     for _ in range(2):
         with pytest.raises(CachedBuildError) as err:
@@ -212,49 +218,165 @@ def test_interrupts_propagate_unwrapped_and_are_not_cached(tmp_path: Path, exc: 
     assert len(list((cache.root / "failed").iterdir())) == 2  # the partial outputs are kept for inspection
 
 
-def test_deterministic_oserror_outside_the_cache_is_cached(tmp_path: Path) -> None:
+def test_deterministic_oserror_outside_the_cache_is_cached_when_classified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness import failures
+
     cache = StageCache(tmp_path / "c")
     exc = FileNotFoundError(errno.ENOENT, "No such file or directory", str(tmp_path / "model.onnx.data"))
-    assert unrecorded_reason(exc, cache.root) is None
+    assert unrecorded_reason(exc, cache.root, "reference") is not None  # not in the table: maybe a harness bug
+    rule = failures.Rule("reference", "FileNotFoundError", r"model\.onnx\.data", "external_data")
+    monkeypatch.setattr(failures, "_EXTRA", [rule, *failures._EXTRA])
+    assert unrecorded_reason(exc, cache.root, "reference") is None
     fn = Counter(exc)
     for _ in range(2):
         with pytest.raises(CachedBuildError):
             cache.build("reference", "k", fn)
     assert fn.calls == 1
+    # classified, but about the cache itself: still not recorded
+    inside = FileNotFoundError(errno.ENOENT, "No such file or directory", _inside(tmp_path, "model.onnx.data"))
+    assert "cache itself" in str(unrecorded_reason(inside, cache.root, "reference"))
+
+
+#: Raised by a harness bug (or by a backend, unclassified): never a configuration's outcome.
+UNCLASSIFIED = {
+    "key": lambda: KeyError("calib_size"),
+    "index": lambda: IndexError("list index out of range"),
+    "value": lambda: ValueError("operands could not be broadcast together with shapes (4,) (3,)"),
+    "zero": lambda: ZeroDivisionError("division by zero"),
+    "runtime": lambda: RuntimeError("something the table does not know"),
+    "worker_value": lambda: IsolatedFailure("ValueError", "too many values to unpack (expected 2)", "Traceback: w"),
+    "worker_key": lambda: IsolatedFailure("KeyError", "'scale'", "Traceback: w"),
+    "unknown_class": lambda: IsolatedFailure("HailoNNException", "no rule for this text", "Traceback: w"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNCLASSIFIED))
+@pytest.mark.parametrize("stage", ["export", "calibrate", "optimize", "emulate"])
+def test_unclassified_failures_are_not_cached(tmp_path: Path, name: str, stage: str) -> None:
+    from harness.failures import classify
+
+    _hailo_rules()
+    exc = UNCLASSIFIED[name]()
+    cls, msg = (exc.exc_class, exc.message) if isinstance(exc, IsolatedFailure) else (type(exc).__name__, str(exc))
+    assert not classify(stage, cls, msg).known
+    cache = StageCache(tmp_path / "c")
+    reason = unrecorded_reason(exc, cache.root, stage)
+    assert reason is not None and "unclassified" in reason
+    fn = Counter(exc)
+    for _ in range(2):
+        with pytest.raises(CachedBuildError) as err:
+            cache.build(stage, "k", fn)
+        assert not err.value.replayed and err.value.record is None
+        assert err.value.failed_dir.parent == cache.root / "failed"
+    assert fn.calls == 2 and cache.lookup_failure(stage, "k") is None
+
+
+def _hailo_rules() -> None:
+    import harness.backends.hailo  # noqa: F401 - registers the Hailo rules and log enricher (no SDK import)
+
+
+#: Configuration outcomes the table classifies, whatever their class (backend ValueErrors included).
+CLASSIFIED = {
+    "calibration_data_type": ("optimize", lambda: IsolatedFailure("ValueError", "Couldn't detect CalibrationDataType", "tb")),
+    "no_calibration_data": ("optimize", lambda: ValueError("No data is collected.")),
+    "input_shape": (
+        "emulate",
+        lambda: IsolatedFailure("BadInputsShape", "Data shape (1, 1, 8000) doesn't match network's input shape (1, 1, 16000)", "tb"),
+    ),
+    "worker_runtime": ("compile", lambda: IsolatedFailure("RuntimeError", "Compilation failed: dw3 errors:\n\tAgent infeasible", "tb")),
+    "fill": ("calibrate", lambda: _fill_error()),
+}  # fmt: skip
+
+
+def _fill_error() -> Exception:
+    from harness.audio import FillPolicyError
+
+    return FillPolicyError("x.wav: clip of 7 samples at offset 0 is shorter than W=8; expected clips of at least 8 "
+                           "samples for policy 'crop' (use policy 'repeat' or 'pad', or a longer clip_length)")
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIFIED))
+def test_classified_failures_are_cached_whatever_their_class(tmp_path: Path, name: str) -> None:
+    _hailo_rules()
+    stage, make = CLASSIFIED[name]
+    exc = make()
+    cache = StageCache(tmp_path / "c")
+    assert unrecorded_reason(exc, cache.root, stage) is None
+    fn = Counter(exc)
+    for _ in range(2):
+        with pytest.raises(CachedBuildError):
+            cache.build(stage, "k", fn)
+    assert fn.calls == 1 and cache.lookup_failure(stage, "k") is not None
+
+
+def test_a_message_classified_from_the_stage_log_is_cached(tmp_path: Path) -> None:
+    """A DFC message that names its cause only in the stage's log: the cache reads the log as the pipeline does."""
+    _hailo_rules()
+    cache = StageCache(tmp_path / "c")
+    exc = IsolatedFailure("ValueError", "optimization aborted", "tb")
+    assert unrecorded_reason(exc, cache.root, "optimize") is not None  # alone, the table does not know it
+    calls = []
+
+    def fn(d: Path) -> dict:
+        calls.append(d)
+        (d / "optimize.log").write_text("[info] loading\n[error] ValueError: Couldn't detect CalibrationDataType\n")
+        raise exc
+
+    for _ in range(2):
+        failure, _, _ = _pipeline_failure(cache, "optimize", "k" * 64, fn)
+        assert failure.signature == "optimize:ValueError:calibration_data_type", failure.signature
+    assert len(calls) == 1
+
+
+def test_a_record_the_table_no_longer_knows_is_not_replayed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure recorded before this rule (a harness bug cached as an outcome) is retried, and its record dropped."""
+    import harness.cache
+
+    cache = StageCache(tmp_path / "c")
+    monkeypatch.setattr(harness.cache, "unrecorded_reason", lambda *a, **k: None)  # what older versions recorded
+    with pytest.raises(CachedBuildError):
+        cache.build("optimize", "k", Counter(KeyError("scale")))
+    assert cache.lookup_failure("optimize", "k") is not None
+    monkeypatch.undo()
+    fn = Counter()
+    assert not cache.build("optimize", "k", fn).hit and fn.calls == 1
+    assert cache.lookup_failure("optimize", "k") is None
 
 
 def test_failure_record_is_never_overwritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = StageCache(tmp_path / "c")
     with pytest.raises(CachedBuildError):
-        cache.build("s", "k", Counter(ValueError("first")))
+        cache.build("s", "k", Counter(known("first")))
     before = (cache.failure_path("s", "k") / "cached_failure.json").read_bytes()
     # Another worker got past the lookup before the record appeared, and fails differently.
     monkeypatch.setattr(cache, "lookup_failure", lambda stage, key: None)
     with pytest.raises(CachedBuildError) as err:
-        cache.build("s", "k", Counter(ValueError("second")))
-    assert str(err.value.cause) == "second" and not err.value.replayed and err.value.record is None
+        cache.build("s", "k", Counter(known("second")))
+    assert str(err.value.cause) == str(known("second")) and not err.value.replayed and err.value.record is None
     assert err.value.failed_dir.parent == cache.root / "failed"
     assert (cache.failure_path("s", "k") / "cached_failure.json").read_bytes() == before
     monkeypatch.undo()
     with pytest.raises(CachedBuildError) as err:
-        cache.build("s", "k", Counter(ValueError("third")))
-    assert err.value.replayed and err.value.cause.message == "first"  # type: ignore[attr-defined]
+        cache.build("s", "k", Counter(known("third")))
+    assert err.value.replayed and err.value.cause.message == str(known("first"))  # type: ignore[attr-defined]
 
 
 def test_success_wins_over_a_recorded_failure_and_recording_can_be_off(tmp_path: Path) -> None:
     off = StageCache(tmp_path / "c", record_failures=False)
-    fn = Counter(ValueError("x"))
+    fn = Counter(known("x"))
     for _ in range(2):
         with pytest.raises(CachedBuildError):
             off.build("s", "k", fn)
     assert fn.calls == 2 and off.lookup_failure("s", "k") is None
     cache = StageCache(tmp_path / "c")
     with pytest.raises(CachedBuildError):
-        cache.build("s", "k", Counter(ValueError("x")))
+        cache.build("s", "k", Counter(known("x")))
     os.rename(cache.failure_path("s", "k"), tmp_path / "aside")
     cache.build("s", "k", Counter())  # e.g. a flaky stage succeeded in another worker
     os.rename(tmp_path / "aside", cache.failure_path("s", "k"))
-    assert cache.build("s", "k", Counter(ValueError("never called"))).hit
+    assert cache.build("s", "k", Counter(known("never called"))).hit
 
 
 # -- concurrent publication by two processes ---------------------------------------------------------------------
@@ -265,7 +387,7 @@ def _race(root: str, barrier: Any, fail: bool, queue: Any) -> None:
         (d / "who.txt").write_text(str(os.getpid()))
         barrier.wait(10)  # both builds are in progress before either publishes
         if fail:
-            raise RuntimeError(f"deterministic failure in {os.getpid()}")
+            raise known(f"deterministic failure in {os.getpid()}")
         return {"pid": os.getpid()}
 
     try:
@@ -328,7 +450,7 @@ def _populated(tmp_path: Path, now: float) -> StageCache:
     _aged(cache.path("optimize", "o0"), 20, now)
     for i, days in enumerate([30, 2]):
         with pytest.raises(CachedBuildError):
-            cache.build("optimize", f"f{i}", Counter(ValueError("bad")))
+            cache.build("optimize", f"f{i}", Counter(known("bad")))
         _aged(cache.failure_path("optimize", f"f{i}"), days, now)
     (cache.root / "tmp" / "export-abc-1234").mkdir()  # an abandoned build
     old = cache.root / "tmp" / "export-abc-1234" / "x"
@@ -389,3 +511,75 @@ def test_a_hit_refreshes_the_age(tmp_path: Path) -> None:
     assert cache.build("export", "e0", Counter()).hit
     report = cache.prune(older_than_days=3, stage="export", now=time.time())
     assert sorted(i.key for i in report.removed if i.kind == "entry") == ["e1"]
+
+
+# -- the pipeline's stage keys -----------------------------------------------------------------------------------
+def _space(tmp: Path, ckpt: Path, data: Path, name: str = "k") -> Any:
+    from harness.space import load_space
+
+    p = tmp / f"{name}.yaml"
+    p.write_text(
+        f"study: {name}\ncheckpoint: {ckpt}\n"
+        f"data: {{calibration: {data / 'calib'}, evaluation: {data / 'eval'}, eval_clips: 3, min_calibration_clips: 2}}\n"
+    )
+    return load_space(p)
+
+
+def trial_stages(space: Any, cache_root: Path, monkeypatch: pytest.MonkeyPatch, **cfg: Any) -> dict[str, Any]:
+    """The stage keys of one trial up to calibrate (export is stubbed; the trial stops at the reference stage)."""
+    from harness.pipeline import Pipeline, TrialConfig
+
+    def export(self: Any, cfg: Any, ev: Any, d: Path) -> dict:
+        (d / "model.onnx").write_bytes(b"stub")
+        return {"fired": [], "op_counts": {}, "fidelity": {}}
+
+    def stop(self: Any, *args: Any) -> dict:
+        raise KeyError("stop after calibrate")
+
+    monkeypatch.setattr(Pipeline, "_export", export)
+    for name in ("_original", "_reference"):  # the stages after calibrate
+        if hasattr(Pipeline, name):
+            monkeypatch.setattr(Pipeline, name, stop)
+    result = Pipeline(space, StageCache(cache_root)).run(TrialConfig(**cfg))
+    assert result.failure is not None and result.failure.stage not in ("export", "calibrate"), result.failure
+    return {k: v["key"] for k, v in result.stages.items()}
+
+
+def test_export_key_covers_the_fidelity_gates_evaluation_set(
+    tiny_checkpoint: Path, demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import soundfile as sf
+
+    other = tmp_path / "other"
+    shutil.copytree(demo_data, other)
+    first = sorted((other / "eval" / "mixture").iterdir())[0]
+    x, rate = sf.read(first, dtype="float32")
+    sf.write(first, 0.5 * x, rate, subtype="PCM_16")  # the gate's probe clips differ
+    cfg = {"width": 4000, "calib_clip_length": 4000, "calib_size": 2}
+    a = trial_stages(_space(tmp_path, tiny_checkpoint, demo_data), tmp_path / "c", monkeypatch, **cfg)
+    again = trial_stages(_space(tmp_path, tiny_checkpoint, demo_data), tmp_path / "c", monkeypatch, **cfg)
+    b = trial_stages(_space(tmp_path, tiny_checkpoint, other, "o"), tmp_path / "c", monkeypatch, **cfg)
+    assert a["export"] == again["export"]
+    assert b["export"] != a["export"]
+    assert b["calibrate"] == a["calibrate"]  # the calibration folder is the same
+
+
+def test_calibrate_key_ignores_a_fill_policy_that_fills_nothing(
+    tiny_checkpoint: Path, demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """demo_data's calibration files are 16000 samples: 8000-sample clips for W=4000 need no fill."""
+    space = _space(tmp_path, tiny_checkpoint, demo_data)
+    keys = {
+        (clip, fill): trial_stages(space, tmp_path / "c", monkeypatch, width=4000, calib_clip_length=clip,
+                                   calib_fill=fill, calib_size=4)["calibrate"]
+        for clip in (8000, 3200) for fill in ("pad", "repeat")
+    }  # fmt: skip
+    keys[(8000, "crop")] = trial_stages(
+        space, tmp_path / "c", monkeypatch, width=4000, calib_clip_length=8000, calib_fill="crop", calib_size=4
+    )["calibrate"]
+    assert keys[(8000, "pad")] == keys[(8000, "repeat")] == keys[(8000, "crop")]
+    assert keys[(3200, "pad")] != keys[(3200, "repeat")]  # 3200-sample clips are filled: the policy matters
+    calib = [p for p in (tmp_path / "c" / "calibrate").iterdir()]
+    assert len(calib) == 3  # one set for the three no-op policies, one each for pad and repeat

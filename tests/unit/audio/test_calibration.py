@@ -1,4 +1,5 @@
-"""build_calibration_set: cutting, fill, manifest, content key, the W-mismatch warning and errors."""
+"""build_calibration_set: cutting, round-robin selection, fill, manifest, content key, the W-mismatch warning and
+errors."""
 
 from __future__ import annotations
 
@@ -45,23 +46,46 @@ def _build(folder: Path, **kw: object) -> CalibrationSet:
     return build_calibration_set(folder, **args)  # type: ignore[arg-type]
 
 
-def test_clips_are_consecutive_and_fitted(folder: Path) -> None:
+def test_clips_are_taken_round_robin_and_fitted(folder: Path) -> None:
     cs = _build(folder)
     a, b, c = _ramp(1, 25) / 32768.0, _ramp(101, 7) / 32768.0, _ramp(201, 16) / 32768.0
     expected = np.stack(
         [
-            a[0:8],
-            a[8:16],
-            a[16:24],  # the 1-sample tail of a is dropped
+            a[0:8],  # round 0: the first clip of every file
             np.concatenate([b, [0.0]]),  # short file: one clip of its own 7 samples, zero-padded
             c[0:8],
+            a[8:16],  # round 1: the second clip of the files that have one
             c[8:16],
+            a[16:24],  # round 2; the 1-sample tail of a is dropped
         ]
     )
     assert cs.data.dtype == np.float32 and cs.data.shape == (6, W)
     np.testing.assert_array_equal(cs.data, expected.astype(np.float32))
     assert len(cs) == 6
     assert not cs.data.flags.writeable
+
+
+def _clip_folder(root: Path, n_files: int, n: int) -> Path:
+    for i in range(n_files):
+        _write(root / f"f{i:02d}.wav", _ramp(1 + 100 * i, n))
+    return root
+
+
+def test_clip_length_and_source_diversity_are_separate(tmp_path: Path) -> None:
+    """Short and long clips of one size come from the same files: clip length is the only thing that varies."""
+    root = _clip_folder(tmp_path / "calib", 6, 32)
+    for clip_length in (8, 16, 32):  # 4, 2 and 1 clips per file
+        cs = _build(root, clip_length=clip_length, size=4)
+        files = [e["file"] for e in cs.manifest["clips"]]
+        assert files == ["f00.wav", "f01.wav", "f02.wav", "f03.wav"], (clip_length, files)
+        assert all(e["offset"] == 0 for e in cs.manifest["clips"])
+    # more clips than files: one clip per file per round, in name order, at increasing offsets
+    cs = _build(root, clip_length=8, size=9)
+    assert [(e["file"], e["offset"]) for e in cs.manifest["clips"]] == [
+        (f"f{i:02d}.wav", 0) for i in range(6)
+    ] + [("f00.wav", 8), ("f01.wav", 8), ("f02.wav", 8)]
+    # deterministic
+    assert _build(root, clip_length=8, size=9).key == cs.key
 
 
 def test_manifest_contents(folder: Path) -> None:
@@ -78,13 +102,13 @@ def test_manifest_contents(folder: Path) -> None:
     rows = [(e["file"], e["source_samples"], e["offset"], e["clip_samples"], e["fill"]) for e in m["clips"]]
     assert rows == [
         ("a.wav", 25, 0, 8, "none"),
-        ("a.wav", 25, 8, 8, "none"),
-        ("a.wav", 25, 16, 8, "none"),
         ("b.wav", 7, 0, 7, "pad"),
         ("c.flac", 16, 0, 8, "none"),
+        ("a.wav", 25, 8, 8, "none"),
         ("c.flac", 16, 8, 8, "none"),
+        ("a.wav", 25, 16, 8, "none"),
     ]
-    assert [e["sha256"] for e in m["clips"]] == [sha["a.wav"]] * 3 + [sha["b.wav"]] + [sha["c.flac"]] * 2
+    assert [e["sha256"] for e in m["clips"]] == [sha[n] for n in ["a.wav", "b.wav", "c.flac", "a.wav", "c.flac", "a.wav"]]
     assert str(folder) not in json.dumps(m)  # no absolute paths
 
 
@@ -98,8 +122,10 @@ def test_key_is_sha256_of_canonical_manifest_and_write_manifest_round_trips(fold
 
 
 def test_size_stops_reading_and_whole_files(folder: Path) -> None:
+    (folder / "c.flac").write_bytes(b"not audio")  # never read: two clips come from the first two files
     cs = _build(folder, size=2)
-    assert [(e["file"], e["offset"]) for e in cs.manifest["clips"]] == [("a.wav", 0), ("a.wav", 8)]
+    assert [(e["file"], e["offset"]) for e in cs.manifest["clips"]] == [("a.wav", 0), ("b.wav", 0)]
+    sf.write(str(folder / "c.flac"), _ramp(201, 16), SR, subtype="PCM_16")
     whole = _build(folder, clip_length=None, policy="repeat", size=10)
     assert [(e["file"], e["clip_samples"], e["fill"]) for e in whole.manifest["clips"]] == [
         ("a.wav", 25, "centre-crop"),
@@ -129,6 +155,43 @@ def test_key_changes_with_content_policy_and_cut(folder: Path) -> None:
     assert _build(folder).key != base
 
 
+@pytest.mark.parametrize("clip_length", [8, 12, None])
+def test_fill_policies_that_fill_nothing_share_one_key(tmp_path: Path, clip_length: int | None) -> None:
+    """Every clip is at least W long, so pad/repeat/crop give the same data: the same set, the same key."""
+    root = tmp_path / "calib"
+    _write(root / "a.wav", _ramp(1, 25))
+    _write(root / "b.wav", _ramp(101, 12))
+    sets = {p: _build(root, clip_length=clip_length, policy=p, size=4) for p in ("pad", "repeat", "crop")}
+    for cs in sets.values():
+        np.testing.assert_array_equal(cs.data, sets["pad"].data)
+    assert len({cs.key for cs in sets.values()}) == 1
+    assert len({json.dumps(cs.manifest, sort_keys=True) for cs in sets.values()}) == 1
+    assert sets["pad"].manifest["policy"] is None  # no fill was applied
+    assert {e["fill"] for e in sets["pad"].manifest["clips"]} <= {"none", "centre-crop"}
+
+
+def test_effective_policy_matches_the_built_set(folder: Path, tmp_path: Path) -> None:
+    """What the calibrate stage keys on: the policy only when some selected clip is shorter than W."""
+    from harness.audio._calibration import effective_policy
+
+    def both(root: Path, **kw: object) -> tuple[object, object]:
+        args: dict[str, object] = {"sample_rate": SR, "width": W, "clip_length": 8, "policy": "pad", "size": 6}
+        args.update(kw)
+        return effective_policy(root, **args), _build(root, **kw).manifest["policy"]  # type: ignore[arg-type]
+
+    assert both(folder) == ("pad", "pad")  # b.wav gives a 7-sample clip
+    assert both(folder, policy="repeat", size=1) == (None, None)  # only a.wav's first clip is selected
+    assert both(folder, policy="repeat", clip_length=None, size=10) == ("repeat", "repeat")
+    assert both(folder, policy="crop", size=1) == (None, None)
+    root = _clip_folder(tmp_path / "long", 3, 20)
+    for policy in ("pad", "repeat", "crop"):
+        assert both(root, policy=policy) == (None, None)
+    assert both(root, clip_length=4) == ("pad", "pad")
+    # unreadable input: the policy as given (the stage itself reports the file)
+    assert effective_policy(tmp_path / "nope", sample_rate=SR, width=W, clip_length=8, policy="crop", size=2) == "crop"
+    assert effective_policy(root, sample_rate=2 * SR, width=W, clip_length=8, policy="crop", size=2) == "crop"
+
+
 def test_width_mismatch_warns_once_with_both_numbers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     sr = 16000
     for name in ["x.wav", "y.wav"]:
@@ -146,7 +209,7 @@ def test_width_mismatch_warns_once_with_both_numbers(tmp_path: Path, caplog: pyt
 
 def test_no_warning_when_clips_match_width(folder: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="harness.audio"):
-        _build(folder, size=3)
+        _build(folder, size=1)  # a.wav's first clip only (b.wav's 7 samples would be the second)
     assert caplog.records == []
 
 

@@ -152,7 +152,7 @@ def test_demo_calib_feeds_build_calibration_set(tmp_path: Path) -> None:
         summary["calib"]["folder"], sample_rate=8000, width=2000, clip_length=2000, policy="repeat", size=6
     )
     assert cs.data.shape == (6, 2000)
-    assert [e["file"] for e in cs.manifest["clips"]] == ["mix_000.wav"] * 2 + ["mix_001.wav"] * 2 + ["mix_002.wav"] * 2
+    assert [e["file"] for e in cs.manifest["clips"]] == ["mix_000.wav", "mix_001.wav", "mix_002.wav"] * 2
 
 
 def test_demo_dataset_refuses_stray_audio(tmp_path: Path) -> None:

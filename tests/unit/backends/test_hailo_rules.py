@@ -265,8 +265,8 @@ def test_allocator_verdicts_are_recorded_by_the_cache(tmp_path: Path) -> None:
     for msg in (REAL[11][2], "Compilation failed", "Compilation failed with unexpected crash", RESHAPE_FEB17):
         f = classify("compile", ALLOC, msg)
         assert f.exc_class not in ("Timeout", "Crash")
-        assert unrecorded_reason(IsolatedFailure(ALLOC, msg), tmp_path) is None
-    assert unrecorded_reason(IsolatedFailure("Timeout", "did not finish within 60 s"), tmp_path) is not None
+        assert unrecorded_reason(IsolatedFailure(ALLOC, msg), tmp_path, "compile") is None
+    assert unrecorded_reason(IsolatedFailure("Timeout", "did not finish within 60 s"), tmp_path, "compile") is not None
 
 
 def test_a_bare_message_with_a_colon_is_still_bare() -> None:
