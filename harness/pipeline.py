@@ -102,6 +102,19 @@ class StagePruned(Exception):
         super().__init__(f"pruned after {clips} clips")
 
 
+class _NoiseUnavailable(Exception):
+    """The noise stage hung or its worker died: this trial reports "not available" (``summary``, files in
+    ``folder``, outside the stage cache), and the cache does not publish it (``transient``): a passing hiccup must
+    not stand for every later trial of the key."""
+
+    transient = True
+
+    def __init__(self, summary: dict[str, Any], folder: Path) -> None:
+        self.summary = summary
+        self.folder = folder
+        super().__init__(str(summary.get("reason", "not available")))
+
+
 class _StageFailed(Exception):
     def __init__(self, failure: Failure, failed_dir: Path | None, traceback_text: str) -> None:
         self.failure = failure
@@ -154,12 +167,18 @@ class Pipeline:
         self._versions: dict[str, str] | None = None
         self._workers: dict[str, Worker] = {}
         self._python: str | None = None
+        self._scratch: list[Path] = []  # per-trial files kept outside the cache (see _NoiseUnavailable)
 
     def close(self) -> None:
-        """Stop the stage worker processes (a later trial starts new ones)."""
+        """Stop the stage worker processes (a later trial starts new ones) and remove per-trial scratch files."""
+        import shutil
+
         workers, self._workers = self._workers, {}
         for worker in workers.values():
             worker.close()
+        scratch, self._scratch = self._scratch, []
+        for folder in scratch:
+            shutil.rmtree(folder, ignore_errors=True)
 
     # -- shared inputs, loaded once per process -------------------------------------------------------------
     @property
@@ -289,7 +308,7 @@ class Pipeline:
             entry = self.cache.build(name, key, fn)
         except CachedBuildError as err:
             cause = err.cause
-            if isinstance(cause, StagePruned):
+            if isinstance(cause, (StagePruned, _NoiseUnavailable)):  # not the stage's outcome: nothing published
                 stages[name] = {"key": key, "cached": False, "seconds": time.monotonic() - start}
                 raise cause from None
             if isinstance(cause, IsolatedFailure):
@@ -309,6 +328,21 @@ class Pipeline:
         if not entry.hit and resources.is_file():
             stages[name]["peak_rss_mb"] = json.loads(resources.read_text())["peak_rss_mb"]
         return entry
+
+    def _stage_loaded(
+        self, name: str, key: str, fn: Callable[[Path], dict[str, Any]], stages: dict[str, Any], file: str
+    ) -> tuple[StageEntry, np.ndarray]:
+        """:meth:`_stage`, then its ``file`` loaded at once; an entry pruned between the lookup and the load (a
+        concurrent ``hefsweep cache prune``) is built again."""
+        for attempt in (1, 2):
+            entry = self._stage(name, key, fn, stages)
+            try:
+                return entry, np.load(entry.path / file)
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                log.info("%s %s: pruned after its lookup; building it again", name, key[:12])
+        raise AssertionError("unreachable")
 
     def _isolated(self, stage: str, target: str, workdir: Path, *args: Any) -> Any:
         """``harness._stage_calls:<target>`` in the stage worker; the noise stage (it only reads files and runs
@@ -331,16 +365,25 @@ class Pipeline:
         return run.value
 
     def _noise(self, float_onnx: Path, optimized: Optimized, inputs: np.ndarray, workdir: Path) -> dict[str, Any]:
-        """The layer-noise stage, isolated like emulation; a hang or crash there is written as "not available"
-        (a diagnostic never fails a trial that passed)."""
+        """The layer-noise stage, isolated like emulation; a failure there is written as "not available" (a
+        diagnostic never fails a trial that passed). An error the measurement raised is its outcome (published); a
+        hang or a dead worker (``Timeout``/``Crash``) is this trial's only: written outside the cache entry and
+        raised as :class:`_NoiseUnavailable`, so the next trial of the key measures again."""
+        import tempfile
+
         from harness.layer_noise import NoiseReport, write_noise
 
         try:
             return dict(self._isolated("noise", "noise", workdir, float_onnx, optimized.path, inputs, workdir))
         except IsolatedFailure as exc:
             report = NoiseReport(self.space.backend, False, [], f"measurement failed: {str(exc)[:300]}")
-            write_noise(report, workdir)
-            return report.summary()
+            if exc.exc_class not in ("Timeout", "Crash"):
+                write_noise(report, workdir)
+                return report.summary()
+            folder = Path(tempfile.mkdtemp(prefix="hefsweep-noise-"))
+            self._scratch.append(folder)
+            write_noise(report, folder)
+            raise _NoiseUnavailable(report.summary(), folder) from None
 
     def _run(
         self,
@@ -376,7 +419,6 @@ class Pipeline:
 
         export_params.update({k: getattr(cfg, k) for k, v in EXACT_DEFAULTS.items() if getattr(cfg, k) != v})
         ev = self.eval_set(cfg.width)
-        export_params["eval"] = ev.key  # the fidelity gate's probe clips: its verdict is part of the export's outcome
         export = self._stage(
             "export", stage_key("export", _VERSIONS["export"], export_params), lambda d: self._export(cfg, ev, d), stages
         )
@@ -388,23 +430,13 @@ class Pipeline:
 
         # 2. calibration set
         from harness.audio import list_audio
-        from harness.audio._calibration import MANIFEST_FORMAT, effective_policy
 
         files = list_audio(space.data.calibration)
         calib_params = {
-            "format": MANIFEST_FORMAT,  # how clips are selected (round-robin over the files) and described
             "files": [[f.name, file_sha256(f)] for f in files],
             "width": cfg.width,
             "clip_length": cfg.calib_clip_length,
-            # None when no selected clip is shorter than W: pad, repeat and crop then build one set under one key
-            "policy": effective_policy(
-                space.data.calibration,
-                sample_rate=self.sample_rate,
-                width=cfg.width,
-                clip_length=cfg.calib_clip_length,
-                policy=cfg.calib_fill,
-                size=cfg.calib_size,
-            ),
+            "policy": cfg.calib_fill,
             "size": cfg.calib_size,
             "sample_rate": self.sample_rate,
         }
@@ -416,11 +448,13 @@ class Pipeline:
         info["eval_key"] = ev.key
 
         # 3. float reference outputs on the evaluation set
-        ref = self._stage(
+        # loaded once, right after its lookup: a `cache prune` running meanwhile cannot take it away mid-trial
+        _, ref_out = self._stage_loaded(
             "reference",
             stage_key("reference", _VERSIONS["reference"], {"eval": ev.key}, (export.key,)),
             lambda d: self._reference(onnx_path, ev, d),
             stages,
+            "float.npy",
         )
 
         # 4-7. backend stages, isolated
@@ -491,25 +525,28 @@ class Pipeline:
         emu = self._stage(
             "emulate",
             stage_key("emulate", _VERSIONS["emulate"], {"eval": ev.key}, (opt.key,)),
-            lambda d: self._emulate(optimized, ev, d, np.load(ref.path / "float.npy"), on_clip),
+            lambda d: self._emulate(optimized, ev, d, ref_out, on_clip),
             stages,
         )
         if emu.meta.get("alignment"):
             info["emulate_alignment"] = emu.meta["alignment"]
-        info["metrics"], per_clip = _metrics(np.load(emu.path / "outputs.npy"), np.load(ref.path / "float.npy"), ev)
+        info["metrics"], per_clip = _metrics(np.load(emu.path / "outputs.npy"), ref_out, ev)
         info["per_clip_si_snr_db"] = [row["si_snr_db"] for row in per_clip]
         if space.layer_noise_clips:
             from harness.layer_noise import NOISE_VERSION
 
             n_noise = space.layer_noise_clips
-            noise = self._stage(
-                "noise",
-                stage_key("noise", NOISE_VERSION, {"eval": ev.key, "clips": n_noise}, (export.key, opt.key)),
-                lambda d: self._noise(onnx_path, optimized, ev.mixtures[:n_noise, None, None, :], d),
-                stages,
-            )
-            info["layer_noise"] = noise.meta
-            artifacts += [(p, "noise") for p in sorted(noise.path.glob("layer_noise.*"))]
+            try:
+                noise = self._stage(
+                    "noise",
+                    stage_key("noise", NOISE_VERSION, {"eval": ev.key, "clips": n_noise}, (export.key, opt.key)),
+                    lambda d: self._noise(onnx_path, optimized, ev.mixtures[:n_noise, None, None, :], d),
+                    stages,
+                )
+                info["layer_noise"], noise_dir = noise.meta, noise.path
+            except _NoiseUnavailable as gone:  # this trial's "not available", not published
+                info["layer_noise"], noise_dir = {**gone.summary, "seconds": stages["noise"]["seconds"]}, gone.folder
+            artifacts += [(p, "noise") for p in sorted(noise_dir.glob("layer_noise.*"))]
         if compile_gate is not None:
             info["compiled"] = bool(compile_gate(info["metrics"]["si_snr_db"]))
             if info["compiled"]:
