@@ -419,6 +419,7 @@ class Pipeline:
 
         export_params.update({k: getattr(cfg, k) for k, v in EXACT_DEFAULTS.items() if getattr(cfg, k) != v})
         ev = self.eval_set(cfg.width)
+        export_params["eval"] = ev.key  # the fidelity gate's probe clips: its verdict is part of the export's outcome
         export = self._stage(
             "export", stage_key("export", _VERSIONS["export"], export_params), lambda d: self._export(cfg, ev, d), stages
         )
@@ -430,13 +431,23 @@ class Pipeline:
 
         # 2. calibration set
         from harness.audio import list_audio
+        from harness.audio._calibration import MANIFEST_FORMAT, effective_policy
 
         files = list_audio(space.data.calibration)
         calib_params = {
+            "format": MANIFEST_FORMAT,  # how clips are selected (round-robin over the files) and described
             "files": [[f.name, file_sha256(f)] for f in files],
             "width": cfg.width,
             "clip_length": cfg.calib_clip_length,
-            "policy": cfg.calib_fill,
+            # None when no selected clip is shorter than W: pad, repeat and crop then build one set under one key
+            "policy": effective_policy(
+                space.data.calibration,
+                sample_rate=self.sample_rate,
+                width=cfg.width,
+                clip_length=cfg.calib_clip_length,
+                policy=cfg.calib_fill,
+                size=cfg.calib_size,
+            ),
             "size": cfg.calib_size,
             "sample_rate": self.sample_rate,
         }
