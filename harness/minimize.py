@@ -448,17 +448,30 @@ _PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 def _trial_override_set(client: Any, run_id: str, space: Any, name: str) -> OverrideSet:
-    """The set the trial really ran with: ``trial.json``'s repaired final set, else the space's named set."""
+    """The set the trial really ran with: ``trial.json``'s repaired final set, else the space's named set.
+
+    Raises:
+        HarnessError: ``trial.json`` cannot be downloaded or read (the named set may not be what the trial ran:
+            a repaired trial's final set is only in ``trial.json``), or the named set is not in the space.
+    """
     import os
     import tempfile
     from unittest import mock
+
+    from harness.errors import describe
 
     try:
         with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {_PROGRESS_BAR: "false"}):
             path = client.download_artifacts(run_id, "trial.json", tmp)
             info = json.loads(Path(path).read_text())
-    except Exception:  # noqa: BLE001 - no trial.json: fall back to the space's set
-        info = {}
+        if not isinstance(info, dict):
+            raise ValueError(f"a JSON {type(info).__name__}, not an object")
+    except Exception as exc:  # noqa: BLE001 - any failure to get it is this one line
+        raise HarnessError(
+            f"artifact trial.json of run {run_id}",
+            f"cannot be read ({describe(exc)})",
+            "the trial.json `hefsweep sweep` logs with every trial (the set the trial really ran with)",
+        ) from None
     final = (info.get("repair") or {}).get("final_override_set")
     if final:
         return override_set_from_dict(final)

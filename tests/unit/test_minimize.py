@@ -155,3 +155,34 @@ def test_trial_config_from_mlflow_params() -> None:
     )  # fmt: skip
     assert cfg.prelu == "maxmin" and cfg.norm is None and cfg.clamp == 8.0 and cfg.width == 4000
     assert cfg.calib_clip_length is None and cfg.calib_size == 4 and cfg.override_set == "io16"
+
+
+def test_an_unreadable_trial_json_is_one_line_not_the_named_set(tmp_path: Any) -> None:
+    from types import SimpleNamespace
+
+    from harness.errors import HarnessError
+    from harness.minimize import _trial_override_set
+
+    space = SimpleNamespace(override_sets={"none": []}, override_set=lambda name: OverrideSet(name, ()))
+
+    class Down:
+        def download_artifacts(self, run_id: str, path: str, dst: str) -> str:
+            raise OSError("connection refused")
+
+    with pytest.raises(HarnessError, match=r"trial.json of run r1: cannot be read \(OSError: connection refused\)"):
+        _trial_override_set(Down(), "r1", space, "none")
+
+    class Garbled:
+        def download_artifacts(self, run_id: str, path: str, dst: str) -> str:
+            (tmp_path / "trial.json").write_text("[1, 2")
+            return str(tmp_path / "trial.json")
+
+    with pytest.raises(HarnessError, match="trial.json of run r2: cannot be read"):
+        _trial_override_set(Garbled(), "r2", space, "none")
+
+    class Plain:
+        def download_artifacts(self, run_id: str, path: str, dst: str) -> str:
+            (tmp_path / "trial.json").write_text('{"status": "ok"}')
+            return str(tmp_path / "trial.json")
+
+    assert _trial_override_set(Plain(), "r3", space, "none").name == "none"  # no repair: the named set
