@@ -94,13 +94,17 @@ def _dfc(required: bool, python: str | None = None, options: dict[str, object] |
 
 def _gpu() -> Check:
     smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            out = f"nvidia-smi failed: {exc}"
-        return Check("GPU", bool(out), out.splitlines()[0] if out else "nvidia-smi lists none", False)
-    return Check("GPU", False, "none visible (the DFC optimizes on CPU: use optimization_level 0-1)", False)
+    if not smi:
+        return Check("GPU", False, "none visible (the DFC optimizes on CPU: use optimization_level 0-1)", False)
+    try:
+        run = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check("GPU", False, f"nvidia-smi failed: {exc}", False)
+    gpus = [line.strip() for line in run.stdout.splitlines() if line.strip().startswith("GPU ")]
+    if run.returncode != 0:  # e.g. "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver"
+        said = (run.stderr.strip() or run.stdout.strip()).splitlines()
+        return Check("GPU", False, f"nvidia-smi exited {run.returncode}: {said[0] if said else 'no output'}", False)
+    return Check("GPU", bool(gpus), gpus[0] if gpus else "nvidia-smi lists none", False)
 
 
 def _sqlite_folder(url: str) -> Path:
