@@ -138,14 +138,18 @@ class Export(Command):
         args.out.parent.mkdir(parents=True, exist_ok=True)
         report = export_onnx(sub, args.length, args.out)
         rng = np.random.default_rng(0)
-        probe = speech_like(rng, args.length, model.config.sample_rate)[None, None, None, :].astype(np.float32)
+        # the fidelity probe's rate only shapes its spectrum: a checkpoint without one (asteroid allows None) is
+        # probed as 8 kHz speech (the export itself does not use the rate)
+        rate = model.config.sample_rate or 8000
+        probe = speech_like(rng, args.length, rate)[None, None, None, :].astype(np.float32)
         try:
             fid = check_fidelity(sub, args.out, probe, args.gate_db)
         except FidelityGateError as exc:
             raise HarnessError(args.out, str(exc), f"SI-SNR >= {args.gate_db:g} dB against torch") from None
         print(f"wrote {args.out} (opset {report.opset}, {sum(report.op_counts.values())} nodes)")
         print(f"substitutions fired: {', '.join(fired) or 'none'}")
-        print(f"fidelity: SI-SNR {fid['fidelity_si_snr_db']:.1f} dB, max abs error {fid['fidelity_max_abs_err']:.2e}")
+        unknown = "" if model.config.sample_rate else " (probe at 8000 Hz: the checkpoint has no sample_rate)"
+        print(f"fidelity: SI-SNR {fid['fidelity_si_snr_db']:.1f} dB, max abs error {fid['fidelity_max_abs_err']:.2e}{unknown}")
         print("ops: " + ", ".join(f"{k} {v}" for k, v in report.op_counts.items()))
         return 0
 

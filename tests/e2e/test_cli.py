@@ -151,3 +151,21 @@ def test_doctor_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str], m
     code = main(["doctor", "--storage", "postgresql://nobody@127.0.0.1:1/none", "--root", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 1 and "unreachable" in out and "missing for backend ort: Optuna storage" in out
+
+
+def test_export_of_a_checkpoint_without_sample_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """asteroid allows ``sample_rate: None``; the export does not need it (the fidelity probe assumes 8 kHz)."""
+    from conftest import TINY_ARGS
+
+    from harness.model import ConvTasNet4D, ConvTasNetConfig
+    from harness.model._checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "norate.pt"
+    save_checkpoint(ConvTasNet4D(ConvTasNetConfig.from_model_args({**TINY_ARGS, "sample_rate": None})), ckpt)
+    out = tmp_path / "m.onnx"
+    code = main(["export", "--checkpoint", str(ckpt), "--length", "4000", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0 and out.is_file(), text
+    assert "probe at 8000 Hz: the checkpoint has no sample_rate" in text
+    assert float(text.split("fidelity: SI-SNR ")[1].split(" dB")[0]) >= 60.0
