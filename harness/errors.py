@@ -12,8 +12,9 @@ Hierarchy (one subclass per distinct handling):
     - :class:`CheckpointError` -- a checkpoint is missing, corrupt or of another architecture.
   - :class:`ConfigError` -- a search space or CLI setting is malformed.
   - :class:`BackendUnavailable` -- a backend's SDK is not importable here.
-  - :class:`StageError` -- a pipeline stage failed for this trial; carries a failure signature.
-    The sweep records it as a classified trial outcome and goes on.
+
+A stage that fails for one trial is not an error of this hierarchy: the pipeline classifies it into a
+:class:`harness.failures.Failure` (a trial outcome with a signature) and the sweep goes on.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ __all__ = [
     "ConfigError",
     "HarnessError",
     "InputError",
-    "StageError",
 ]
 
 
@@ -104,28 +104,3 @@ class ConfigError(HarnessError):
 class BackendUnavailable(HarnessError):
     """A backend was selected whose SDK cannot be imported on this machine."""
 
-
-class StageError(HarnessError):
-    """A pipeline stage failed for one trial.
-
-    Args:
-        stage: Stage name (``export``, ``calibrate``, ``optimize``, ``compile``, ``emulate`` ...).
-        signature: Failure signature ``stage:ExceptionClass:detail``.
-        seen: What was observed.
-        expected: What was expected.
-        details: Parsed numbers and any extra data worth logging (JSON-serialisable).
-    """
-
-    def __init__(
-        self,
-        stage: str,
-        signature: str,
-        seen: Any,
-        expected: Any,
-        details: dict[str, Any] | None = None,
-        hint: str | None = None,
-    ) -> None:
-        self.stage = stage
-        self.signature = signature
-        self.details = dict(details or {})
-        super().__init__(f"stage {stage} [{signature}]", seen, expected, hint)
