@@ -11,8 +11,7 @@ from typing import Any
 from harness._command import Command, store_options
 from harness.errors import HarnessError
 
-__all__ = ["Diff"]
-
+__all__ = ["DECOMPOSITION", "Diff", "decomposition_lines", "limited_by"]
 
 
 def _db(x: float) -> str:
@@ -21,7 +20,8 @@ def _db(x: float) -> str:
 
 class Diff(Command):
     """Compare two trials' per-layer quantization noise (per-tensor SQNR, float vs quantized): the layers whose
-    SQNR changed most, tensors only in one of them, and the parameters that differ. Uses each run's logged
+    SQNR changed most, tensors only in one of them, the parameters that differ, and the SI-SNR decomposition of both
+    (the objective vs the original float model, the substitution loss, the quantization loss). Uses each run's logged
     noise/layer_noise.json, or computes it from its logged ONNX models (and logs it to the run)."""
 
     name = "diff"
@@ -66,6 +66,8 @@ class Diff(Command):
         ma, mb = runs[args.run_a].data.metrics, runs[args.run_b].data.metrics
         if "si_snr_db" in ma and "si_snr_db" in mb:
             print(f"  (si_snr_db: {ma['si_snr_db']:.2f} -> {mb['si_snr_db']:.2f} dB)")
+        for line in decomposition_lines(ma, mb):
+            print(line)
 
         s = d.summary()
         print(
@@ -87,6 +89,40 @@ class Diff(Command):
                 shown = ", ".join(names[:5]) + (f", ... ({len(names) - 5} more)" if len(names) > 5 else "")
                 print(f"{tag}: {shown}")
         return 0
+
+
+#: The objective and its decomposition, as logged per trial (``harness.pipeline._metrics``).
+DECOMPOSITION = (
+    ("si_snr_db", "objective: quantized vs original float"),
+    ("substitution_si_snr_db", "substituted vs original float"),
+    ("quant_si_snr_db", "quantized vs substituted float"),
+    ("orig_float_si_snri_db", "SI-SNRi of the original float"),
+    ("float_si_snri_db", "SI-SNRi of the substituted float"),
+    ("quant_si_snri_db", "SI-SNRi of the quantized model"),
+)
+
+
+def limited_by(m: dict[str, float]) -> str | None:
+    """Which loss bounds a trial's objective: ``substitution`` or ``quantization`` (None without the metrics)."""
+    if "substitution_si_snr_db" not in m or "quant_si_snr_db" not in m:
+        return None
+    return "substitution" if m["substitution_si_snr_db"] < m["quant_si_snr_db"] else "quantization"
+
+
+def decomposition_lines(ma: dict[str, float], mb: dict[str, float]) -> list[str]:
+    """``SI-SNR A -> B`` lines for the objective, the substitution and the quantization loss (and SI-SNRi), for the
+    metrics both runs logged; empty when they logged none of the decomposition."""
+    keys = [(k, what) for k, what in DECOMPOSITION if k in ma and k in mb]
+    if not any(k == "substitution_si_snr_db" for k, _ in keys):
+        return []
+    width = max(len(f"{k} ({what})") for k, what in keys)
+    out = ["\nSI-SNR decomposition, A -> B (dB):"]
+    for k, what in keys:
+        label = f"{k} ({what})"
+        out.append(f"  {label:<{width}}  {_db(ma[k])} -> {_db(mb[k])}  ({mb[k] - ma[k]:+.2f})")
+    la, lb = limited_by(ma), limited_by(mb)
+    out.append(f"  limited by: A {la}, B {lb} (the lower of substitution_si_snr_db and quant_si_snr_db)")
+    return out
 
 
 def _size(report: Any) -> str:

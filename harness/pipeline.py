@@ -33,8 +33,8 @@ __all__ = ["Pipeline", "TrialConfig", "TrialResult"]
 log = logging.getLogger("harness.pipeline")
 
 _CLIPS_PER_CALL = 2  # emulation granularity when a pruner watches per-clip SI-SNR
-STAGES = ("export", "calibrate", "reference", "translate", "optimize", "compile", "emulate", "noise")
-_VERSIONS = {"export": 1, "calibrate": 1, "reference": 1, "translate": 2, "optimize": 1, "compile": 1, "emulate": 3}
+STAGES = ("export", "calibrate", "original", "reference", "translate", "optimize", "compile", "emulate", "noise")
+_VERSIONS = {"export": 1, "calibrate": 1, "original": 1, "reference": 1, "translate": 2, "optimize": 1, "compile": 1, "emulate": 4}
 
 
 @dataclass(frozen=True)
@@ -274,8 +274,8 @@ class Pipeline:
             cfg: The trial's dimension values.
             overrides: An explicit override set to use instead of the space's ``cfg.override_set`` (e.g. for
                 ``hefsweep minimize`` probes).
-            on_clip: Called with (clip index, the clip's SI-SNR vs the float model) as emulation proceeds, a few
-                clips at a time; returning True stops the trial (status ``pruned``).
+            on_clip: Called with (clip index, the clip's objective: SI-SNR of the quantized model vs the original float
+                model) as emulation proceeds, a few clips at a time; returning True stops the trial (status ``pruned``).
             compile_gate: When given, compile runs after emulation and only if ``compile_gate(si_snr_db)`` is
                 True ("optimize many, compile few"); ``info["compiled"]`` says whether it ran.
         """
@@ -458,7 +458,17 @@ class Pipeline:
         info["calibration_key"] = calib.meta["manifest_key"]
         info["eval_key"] = ev.key
 
-        # 3. float reference outputs on the evaluation set
+        # 3. float outputs on the evaluation set: the original model (the checkpoint as loaded, no substitution, in
+        # torch; the objective's reference) and the substituted export (ONNX; the quantization loss's reference)
+        orig_params = {"checkpoint": ckpt_sha, "eval": ev.key, "width": cfg.width, "torch": torch.__version__}
+        orig, orig_out = self._stage_loaded(
+            "original",
+            stage_key("original", _VERSIONS["original"], orig_params),
+            lambda d: self._original(ev, d),
+            stages,
+            "original.npy",
+        )
+        info["original_reference"] = {"checkpoint_sha256": ckpt_sha, "key": orig.key, "runtime": f"torch {torch.__version__}"}
         # loaded once, right after its lookup: a `cache prune` running meanwhile cannot take it away mid-trial
         _, ref_out = self._stage_loaded(
             "reference",
@@ -535,13 +545,13 @@ class Pipeline:
 
         emu = self._stage(
             "emulate",
-            stage_key("emulate", _VERSIONS["emulate"], {"eval": ev.key}, (opt.key,)),
-            lambda d: self._emulate(optimized, ev, d, ref_out, on_clip),
+            stage_key("emulate", _VERSIONS["emulate"], {"eval": ev.key}, (opt.key, orig.key)),
+            lambda d: self._emulate(optimized, ev, d, ref_out, on_clip, orig_out),
             stages,
         )
         if emu.meta.get("alignment"):
             info["emulate_alignment"] = emu.meta["alignment"]
-        info["metrics"], per_clip = _metrics(np.load(emu.path / "outputs.npy"), ref_out, ev)
+        info["metrics"], per_clip = _metrics(np.load(emu.path / "outputs.npy"), ref_out, orig_out, ev)
         info["per_clip_si_snr_db"] = [row["si_snr_db"] for row in per_clip]
         if space.layer_noise_clips:
             from harness.layer_noise import NOISE_VERSION
@@ -652,6 +662,12 @@ class Pipeline:
         cs.write_manifest(d / "calibration_manifest.json")
         return {"manifest_key": cs.key, "n_clips": int(cs.data.shape[0])}
 
+    def _original(self, ev: Any, d: Path) -> dict[str, Any]:
+        """The original float model's outputs (the checkpoint as loaded, no substitution, run in torch)."""
+        out = original_outputs(self.model, ev.mixtures)
+        np.save(d / "original.npy", out)
+        return {"shape": list(out.shape)}
+
     def _reference(self, onnx_path: Path, ev: Any, d: Path) -> dict[str, Any]:
         from harness.backends._ort import run_onnx
 
@@ -666,9 +682,11 @@ class Pipeline:
         d: Path,
         ref: np.ndarray,
         on_clip: Callable[[int, float], bool] | None,
+        orig: np.ndarray,
     ) -> dict[str, Any]:
-        """Emulate all evaluation clips; with ``on_clip``, a few clips per worker call so a trial can stop early."""
-        from harness.metrics import si_snr
+        """Emulate all evaluation clips; with ``on_clip``, a few clips per worker call so a trial can stop early
+        (fed the objective per clip: vs the original float model ``orig``, as :func:`_metrics` scores it)."""
+        from harness.metrics import score_clip
 
         mixtures = ev.mixtures[:, None, None, :].astype(np.float32)
         chunk = len(mixtures) if on_clip is None else _CLIPS_PER_CALL
@@ -683,13 +701,16 @@ class Pipeline:
                 alignment = output_alignment(raw, ref[start : start + len(raw)], self.model.config)
             outs.append(raw if alignment is None else apply_alignment(raw, alignment, ref.shape[-1]))
             if on_clip is not None:
-                values = si_snr(outs[-1][:, :, 0, :], ref[start : start + chunk, :, 0, :]).mean(axis=1)
+                values = [
+                    score_clip(q[:, 0, :], orig[start + i, :, 0, :], ev.lengths[start + i]).si_snr_db
+                    for i, q in enumerate(outs[-1])
+                ]
                 if any([on_clip(start + i, float(v)) for i, v in enumerate(values)]):
                     raise StagePruned(start + len(values))
         out = np.concatenate(outs)
         np.save(d / "outputs.npy", out)
         # written before the entry is published: a published cache entry is never modified
-        (d / "per_clip.json").write_text(json.dumps(_metrics(out, ref, ev)[1], indent=2))
+        (d / "per_clip.json").write_text(json.dumps(_metrics(out, ref, orig, ev)[1], indent=2))
         _write_listening_pairs(d / "audio", ev, ref, out, self.sample_rate)
         for name in ("inputs.npy", "part.npy"):
             (d / name).unlink(missing_ok=True)
@@ -778,22 +799,65 @@ def _candidates(dim: Any) -> list[Any]:
     return [dim]
 
 
-def _metrics(quant: np.ndarray, ref: np.ndarray, ev: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """SI-SNR of the quantized emulation vs the float model, per clip; SI-SNRi where clean sources exist."""
-    from harness.metrics import si_snr, si_snri
+def original_outputs(model: Any, mixtures: np.ndarray, batch: int = 4) -> np.ndarray:
+    """The original float model's outputs on ``mixtures`` (``[n, W]``), float32 ``[n, n_src, 1, W]``: the model as
+    loaded from the checkpoint, in torch, a few clips at a time (the objective's reference; ``hefsweep promote``
+    recomputes it the same way)."""
+    import torch
 
-    per_source = si_snr(quant[:, :, 0, :], ref[:, :, 0, :])  # [n, n_src]
-    per_clip = per_source.mean(axis=1)
-    metrics = {"si_snr_db": float(per_clip.mean()), "si_snr_worst_db": float(per_clip.min())}
-    rows: list[dict[str, Any]] = [
-        {"clip": name, "si_snr_db": float(v), "per_source_db": [float(x) for x in s]}
-        for name, v, s in zip(ev.names, per_clip, per_source, strict=True)
-    ]
+    x = torch.from_numpy(np.array(mixtures[:, None, None, :], dtype=np.float32))  # a writable copy
+    with torch.no_grad():
+        out = np.concatenate([model(x[i : i + batch]).numpy() for i in range(0, len(x), batch)])
+    return out.astype(np.float32, copy=False)
+
+
+def _metrics(
+    quant: np.ndarray, ref: np.ndarray, orig: np.ndarray, ev: Any
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """The trial's SI-SNR metrics and per-clip rows (``metrics/per_clip.json``).
+
+    Three outputs per clip, ``[n, n_src, 1, W]`` each: ``quant`` (the quantized emulation), ``ref`` (the substituted
+    float export) and ``orig`` (the original float model). Every comparison is per clip with the true length, a
+    relative eps and the best source permutation (:func:`harness.metrics.score_clip`), then averaged over clips:
+
+    - ``si_snr_db`` / ``si_snr_worst_db``: quantized vs original float (the objective: mean / worst clip);
+    - ``substitution_si_snr_db`` / ``…_worst_db``: substituted float vs original float (the substitutions' loss);
+    - ``quant_si_snr_db`` / ``…_worst_db``: quantized vs substituted float (the quantization's loss);
+    - with clean sources: ``orig_float_si_snri_db``, ``float_si_snri_db`` (substituted float) and
+      ``quant_si_snri_db``, the SI-SNR improvement over the mixture of each model.
+    """
+    from harness.metrics import score_clip, si_snri_clip
+
+    lengths = [int(n) for n in ev.lengths]
+    rows: list[dict[str, Any]] = []
+    for i, name in enumerate(ev.names):
+        q, r, o, n = quant[i, :, 0, :], ref[i, :, 0, :], orig[i, :, 0, :], lengths[i]
+        e2e, sub, qnt = score_clip(q, o, n), score_clip(r, o, n), score_clip(q, r, n)
+        row: dict[str, Any] = {
+            "clip": name,
+            "length": n,
+            "si_snr_db": e2e.si_snr_db,
+            "per_source_db": list(e2e.per_source_db),
+            "perm": list(e2e.perm),
+            "substitution_si_snr_db": sub.si_snr_db,
+            "substitution_per_source_db": list(sub.per_source_db),
+            "substitution_perm": list(sub.perm),
+            "quant_si_snr_db": qnt.si_snr_db,
+            "quant_per_source_db": list(qnt.per_source_db),
+            "quant_perm": list(qnt.perm),
+        }
+        if ev.sources is not None:
+            src, mix = ev.sources[i], ev.mixtures[i]
+            row["orig_float_si_snri_db"] = si_snri_clip(o, src, mix, n)
+            row["float_si_snri_db"] = si_snri_clip(r, src, mix, n)
+            row["quant_si_snri_db"] = si_snri_clip(q, src, mix, n)
+        rows.append(row)
+    metrics: dict[str, float] = {}
+    for key in ("si_snr", "substitution_si_snr", "quant_si_snr"):
+        values = np.array([row[f"{key}_db"] for row in rows])
+        metrics[f"{key}_db"] = float(values.mean())
+        metrics[f"{key}_worst_db"] = float(values.min())
     if ev.sources is not None:
-        fi = np.array([si_snri(ref[i, :, 0], ev.sources[i], ev.mixtures[i]).mean() for i in range(len(ref))])
-        qi = np.array([si_snri(quant[i, :, 0], ev.sources[i], ev.mixtures[i]).mean() for i in range(len(ref))])
-        metrics["float_si_snri_db"] = float(fi.mean())
-        metrics["quant_si_snri_db"] = float(qi.mean())
-        for row, a, b in zip(rows, fi, qi, strict=True):
-            row["float_si_snri_db"], row["quant_si_snri_db"] = float(a), float(b)
+        for key in ("orig_float_si_snri_db", "float_si_snri_db", "quant_si_snri_db"):
+            metrics[key] = float(np.mean([row[key] for row in rows]))
     return metrics, rows

@@ -9,9 +9,14 @@ Promotion re-checks the artifact *as stored* before registering it:
    here (``allow_version_mismatch`` turns a mismatch into a recorded warning).
 3. **eval set + emulation** -- the evaluation set is rebuilt from the study's search space (the parent run's
    ``space`` param -> ``data.evaluation``, ``eval_clips``; the run's ``width``), its key must equal the run's
-   ``hefsweep.eval_set``; then the float ``export/model.onnx`` and the quantized model are run on it and the mean
-   per-clip SI-SNR (mean over sources per clip, then over clips, as in the sweep) must be within ``tolerance_db``
-   of the logged ``si_snr_db``. ORT: the downloaded QDQ ONNX itself runs in ONNX Runtime. Hailo: the logged
+   ``hefsweep.eval_set``; then the quantized model, the original float model (the checkpoint of the study's space,
+   its sha256 checked against the trial's ``trial.json`` ``original_reference``, run in torch as the sweep did) and
+   the substituted float ``export/model.onnx`` are run on it and the objective is recomputed exactly as the sweep
+   computes it (``harness.pipeline._metrics``: per clip, true length, relative eps, best permutation, quantized vs
+   original float; mean over clips), which must be within ``tolerance_db`` of the logged ``si_snr_db``; the
+   substitution and quantization losses are recomputed alongside. A trial logged before the end-to-end objective
+   (no ``original_reference``) is checked against its own definition (quantized vs ``export/model.onnx``). ORT: the
+   downloaded QDQ ONNX itself runs in ONNX Runtime. Hailo: the logged
    quantized HAR (``optimize/model_quantized.har``) is emulated through the backend in an isolated worker; when
    the DFC is not importable here promotion is refused unless ``skip_emulation`` (then versions and emulation
    are recorded as skipped and only the hash vouches for the artifact).
@@ -373,7 +378,6 @@ def verify_run(
     # 3. evaluation set and emulation
     from harness.audio import load_eval_set
     from harness.backends._ort import run_onnx
-    from harness.metrics import si_snr
 
     float_onnx = _download(f"{base}/export/model.onnx", workdir / "export", tracking_uri,
                            f"export/model.onnx of run {rid}")  # fmt: skip
@@ -413,8 +417,8 @@ def verify_run(
             quant = apply_alignment(quant, alignment, ref.shape[-1])
     if quant.shape != ref.shape:
         raise HarnessError(f"emulation of run {rid}", f"output shape {quant.shape}", f"the float model's {ref.shape}")
-    per_clip = si_snr(quant[:, :, 0, :], ref[:, :, 0, :]).mean(axis=1)
-    mean, worst = float(per_clip.mean()), float(per_clip.min())
+    recomputed, against = _objective(client, tracking_uri, run, space, ev, quant, ref, workdir)
+    mean, worst = recomputed["si_snr_db"], recomputed["si_snr_worst_db"]
     logged = float(run.data.metrics["si_snr_db"])
     delta = abs(mean - logged)
     if not math.isfinite(mean) or delta > tolerance_db:
@@ -425,10 +429,62 @@ def verify_run(
             f"|diff| <= {tolerance_db:g} dB (--tolerance-db)",
         )
     detail = f"si_snr_db {mean:.3f} dB recomputed vs {logged:.3f} logged (|diff| {delta:.3f} <= {tolerance_db:g} dB)"
+    if "substitution_si_snr_db" in recomputed:
+        detail += (f"; {against}: substitution {recomputed['substitution_si_snr_db']:.2f} dB, "
+                   f"quantization {recomputed['quant_si_snr_db']:.2f} dB")  # fmt: skip
+    else:
+        detail += f"; {against}"
     done(Check("emulation", "ok", detail))
     v = _verified(run, backend, artifact, actual, recorded, checks)
-    v.metrics.update({"si_snr_db_recomputed": mean, "si_snr_worst_db_recomputed": worst})
+    v.metrics.update({f"{k}_recomputed": val for k, val in recomputed.items() if k in _RECOMPUTED})
     return v
+
+
+#: The recomputed metrics kept with a promotion (``<name>_recomputed`` in the ledger and on the model version).
+_RECOMPUTED = ("si_snr_db", "si_snr_worst_db", "substitution_si_snr_db", "quant_si_snr_db")
+
+
+def _objective(
+    client: Any, tracking_uri: str, run: Any, space: Any, ev: Any, quant: np.ndarray, ref: np.ndarray, workdir: Path
+) -> tuple[dict[str, float], str]:
+    """The trial's metrics recomputed as the sweep computes them, and what the objective was measured against.
+
+    With the trial's ``original_reference`` (``trial.json``): the original float model's outputs from the space's
+    checkpoint (its sha256 must be the trial's), then ``harness.pipeline._metrics``. Without it (a trial logged
+    before the end-to-end objective): that trial's definition, quantized vs the substituted ``export/model.onnx``
+    (mean over sources and clips, absolute eps, source order as output, all W samples).
+    """
+    from harness.cache import file_sha256
+    from harness.pipeline import _metrics, original_outputs
+
+    rid = run.info.run_id
+    trial = _download(f"{run.info.artifact_uri}/trial.json", workdir / "trial", tracking_uri, f"trial.json of run {rid}")
+    try:
+        recorded = (json.loads(trial.read_text()).get("original_reference") or {}).get("checkpoint_sha256")
+    except (ValueError, AttributeError) as exc:
+        raise HarnessError(f"trial.json of run {rid}", f"unreadable ({type(exc).__name__}: {exc})",
+                           "the JSON a sweep logs") from None  # fmt: skip
+    if not recorded:
+        from harness.metrics import si_snr
+
+        per_clip = si_snr(quant[:, :, 0, :], ref[:, :, 0, :]).mean(axis=1)
+        legacy = {"si_snr_db": float(per_clip.mean()), "si_snr_worst_db": float(per_clip.min())}
+        return legacy, "legacy objective (the trial predates the end-to-end objective): quantized vs export/model.onnx"
+    ckpt = Path(space.checkpoint)
+    actual = file_sha256(ckpt) if ckpt.is_file() else "missing"
+    if actual != recorded:
+        raise HarnessError(
+            f"checkpoint {ckpt}",
+            f"sha256 {actual[:16]}..." if actual != "missing" else "no such file",
+            f"sha256 {recorded[:16]}... as in the trial's original_reference (the objective is measured against "
+            "the original float model)",
+            "promote where the study's checkpoint is",
+        )
+    from harness.model import load_checkpoint
+
+    orig = original_outputs(load_checkpoint(ckpt), ev.mixtures)
+    metrics, _ = _metrics(quant, ref, orig, ev)
+    return metrics, "vs the original float model"
 
 
 def _options_from_tags(backend: str, tags: dict[str, str]) -> dict[str, Any]:
@@ -439,7 +495,7 @@ def _options_from_tags(backend: str, tags: dict[str, str]) -> dict[str, Any]:
 
 def _verified(run: Any, backend: str, artifact: str, sha: str, versions: dict[str, str], checks: list[Check]) -> Verified:
     m = run.data.metrics
-    metrics = {k: float(m[k]) for k in ("si_snr_db", "si_snr_worst_db") if k in m}
+    metrics = {k: float(m[k]) for k in _RECOMPUTED if k in m}
     study = run.data.tags["hefsweep.study"]
     return Verified(run.info.run_id, study, backend, artifact, sha, versions, metrics, tuple(checks))
 

@@ -7,6 +7,9 @@ Sections (each a plot drawn by Optuna's visualization module or plotly, never by
   violation over all finished trials (both need enough trials that differ; otherwise the section says so).
 - ``variants``: SI-SNR (``si_snr_db``) of successful trials per model variant (prelu x norm), grouped by
   calibration fill policy.
+- ``loss``: where each successful trial's SI-SNR goes: the substitution loss (``substitution_si_snr_db``, substituted
+  vs original float) against the quantization loss (``quant_si_snr_db``, quantized vs substituted float), colored by
+  the objective (``si_snr_db``, quantized vs original float), plus a table per trial.
 - ``failures``: failure signatures -- count, stage, first and last trial, a run link -- and a scatter of trial
   number vs outcome.
 - ``feasibility``: two parameters against each other, each finished trial colored by its constraint violation
@@ -34,7 +37,7 @@ __all__ = ["ReportResult", "TrialRow", "build_report", "collect_trials", "defaul
 log = logging.getLogger("harness.report")
 
 DEFAULT_UI = "http://127.0.0.1:5000"
-SECTIONS = ("history", "importance", "variants", "failures", "feasibility", "best")
+SECTIONS = ("history", "importance", "variants", "loss", "failures", "feasibility", "best")
 _OK_COLOR, _PRUNED_COLOR = "#2ca02c", "#9a9a9a"
 
 
@@ -336,6 +339,71 @@ def _variants(rows: list[TrialRow]) -> Any:
     return fig
 
 
+#: The decomposition of the objective, as logged per trial (see ``harness.pipeline._metrics``).
+_LOSS = (("si_snr_db", "objective"), ("substitution_si_snr_db", "substitution"), ("quant_si_snr_db", "quantization"))
+
+
+def _decomposed(rows: list[TrialRow]) -> list[TrialRow]:
+    return [r for r in rows if r.status == "ok" and all(k in r.metrics for k, _ in _LOSS)]
+
+
+def _loss(rows: list[TrialRow]) -> Any:
+    import plotly.graph_objects as go
+
+    ok = _decomposed(rows)
+    if not ok:
+        raise _NotEnough("no successful trial logged substitution_si_snr_db and quant_si_snr_db (trials before the end-to-end objective)")
+    x = [r.metrics["substitution_si_snr_db"] for r in ok]
+    y = [r.metrics["quant_si_snr_db"] for r in ok]
+    z = [r.metrics["si_snr_db"] for r in ok]
+    text = [
+        f"trial #{r.number}<br>prelu={r.params.get('prelu', '?')}, norm={r.params.get('norm', '?')}<br>"
+        f"si_snr_db {v:.2f} dB" for r, v in zip(ok, z, strict=True)
+    ]  # fmt: skip
+    fig = go.Figure(
+        go.Scatter(
+            x=x, y=y, mode="markers+text", text=[f"#{r.number}" for r in ok], textposition="top center",
+            customdata=text, hovertemplate="%{customdata}<br>substitution %{x:.2f} dB<br>quantization %{y:.2f} dB<extra></extra>",
+            marker={"size": 11, "color": z, "colorscale": "Viridis", "showscale": True, "colorbar": {"title": "si_snr_db"}},
+            name="trials",
+        )
+    )  # fmt: skip
+    lo, hi = min(x + y), max(x + y)
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"dash": "dot", "color": "#999"},
+                             name="equal losses", hoverinfo="skip"))  # fmt: skip
+    fig.update_layout(
+        title=f"Substitution loss vs quantization loss ({len(ok)} successful trials; the objective is about the lower)",
+        xaxis={"title": "substitution_si_snr_db [dB] (substituted vs original float)"},
+        yaxis={"title": "quant_si_snr_db [dB] (quantized vs substituted float)"},
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return fig
+
+
+def _loss_table(rows: list[TrialRow]) -> str:
+    ok = sorted(_decomposed(rows), key=lambda r: -r.metrics["si_snr_db"])
+    if not ok:
+        return '<p class="na" id="table-loss">No trial with the SI-SNR decomposition.</p>'
+    extra = [k for k in ("orig_float_si_snri_db", "float_si_snri_db", "quant_si_snri_db") if any(k in r.metrics for r in ok)]
+    head = (
+        "<tr><th>trial</th><th>variant</th><th>si_snr_db (objective)</th><th>substitution_si_snr_db</th>"
+        "<th>quant_si_snr_db</th><th>limited by</th>" + "".join(f"<th>{k}</th>" for k in extra) + "</tr>"
+    )
+    body = []
+    for r in ok:
+        m = r.metrics
+        worse = "substitution" if m["substitution_si_snr_db"] < m["quant_si_snr_db"] else "quantization"
+        body.append(
+            f"<tr><td class='num'>#{r.number}</td>"
+            f"<td>prelu={html.escape(str(r.params.get('prelu', '?')))}, norm={html.escape(str(r.params.get('norm', '?')))}</td>"
+            + "".join(f"<td class='num'>{m[k]:.2f}</td>" for k, _ in _LOSS)
+            + f"<td>{worse}</td>"
+            + "".join(f"<td class='num'>{m[k]:.2f}</td>" if k in m else "<td></td>" for k in extra)
+            + "</tr>"
+        )
+    return f'<table id="table-loss">{head}{"".join(body)}</table>'
+
+
 def _signature_table(rows: list[TrialRow], link: Callable[[str | None], str]) -> str:
     failed = [r for r in rows if r.status in ("failed", "lost") and r.signature]
     if not failed:
@@ -494,6 +562,7 @@ def _best_table(rows: list[TrialRow], top: int, params: list[str], link: Callabl
     cols = [p for p in params if p]
     head = (
         "<tr><th>rank</th><th>trial</th><th>si_snr_db</th><th>si_snr_worst_db</th>"
+        "<th>substitution_si_snr_db</th><th>quant_si_snr_db</th>"
         + "".join(f"<th>{html.escape(p)}</th>" for p in cols)
         + "<th>MLflow run</th></tr>"
     )
@@ -503,10 +572,15 @@ def _best_table(rows: list[TrialRow], top: int, params: list[str], link: Callabl
         body.append(
             f"<tr><td class='num'>{i}</td><td class='num'>#{r.number}</td><td class='num'>{r.value:.2f}</td>"
             f"<td class='num'>{'' if worst is None else f'{worst:.2f}'}</td>"
+            + "".join(f"<td class='num'>{_num(r.metrics.get(k))}</td>" for k in ("substitution_si_snr_db", "quant_si_snr_db"))
             + "".join(f"<td>{html.escape(str(r.params.get(p, '')))}</td>" for p in cols)
             + f"<td>{link(r.run_id)}</td></tr>"
         )
     return f'<table id="table-best">{head}{"".join(body)}</table>'
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:.2f}"
 
 
 _CSS = """
@@ -564,9 +638,10 @@ def build_report(
     counts = {s: sum(r.status == s for r in rows) for s in ("ok", "failed", "pruned", "lost", "running")}
     searched = _searched(study)
     sections = [
-        _Section("history", "Optimization history", "Objective (mean SI-SNR of the quantized model vs the float model) per trial, and the best so far."),
+        _Section("history", "Optimization history", "Objective (mean per-clip SI-SNR of the quantized model vs the original float model, before any substitution) per trial, and the best so far."),
         _Section("importance", "Parameter importances", "Which parameters move SI-SNR among successful trials, and which decide feasibility."),
         _Section("variants", "SI-SNR per variant", "si_snr_db of successful trials per model variant (prelu x norm), one box per calibration fill policy."),
+        _Section("loss", "Substitution vs quantization loss", "Where each trial's SI-SNR goes: substitution_si_snr_db (substituted vs original float model) and quant_si_snr_db (quantized vs substituted float); the objective si_snr_db (quantized vs original) is bounded by the lower of the two."),
         _Section("failures", "Failure signatures", "Each failure signature with its count and the first and last trial that hit it; then every trial's outcome over time."),
         _Section("feasibility", "Feasibility boundary", "Finished trials over two parameters; crosses are infeasible (colored by constraint violation), circles feasible."),
         _Section("best", "Best trials", f"The {top} best feasible trials, with links to their MLflow runs."),
@@ -578,6 +653,8 @@ def build_report(
         h.try_fig(lambda: _importance_feasibility(study, rows), "plot-importance-feasibility", "feasibility importances unavailable")
     )
     s["variants"].parts.append(h.try_fig(lambda: _variants(rows), "plot-variants", "variant plot unavailable"))
+    s["loss"].parts.append(h.try_fig(lambda: _loss(rows), "plot-loss", "loss plot unavailable"))
+    s["loss"].parts.append(_loss_table(rows))
     s["failures"].parts.append(_signature_table(rows, link))
     s["failures"].parts.append(h.try_fig(lambda: _signatures(rows), "plot-signatures", "signature plot unavailable", 360))
     s["feasibility"].parts.append(

@@ -29,8 +29,9 @@ class EvalSet:
         mixtures: float32 ``[n, W]``, read-only.
         sources: float32 ``[n, n_src, W]`` (read-only), or ``None`` when the folder has no ``s*``
             folders (then only float-vs-quantized comparisons are possible).
-        lengths: Real (non-padding) samples in each row: ``min(file length, W)``. Scoring can
-            trim rows to these lengths so that zero padding does not count.
+        lengths: Real (non-padding) samples in each row: ``min(file length, W)`` (a shorter file is
+            zero-padded at the end, a longer one centre-cropped). The sweep scores only these first
+            samples of each row (:mod:`harness.metrics._objective`), so padding does not count.
         key: SHA-256 hex digest over the width, the file names and the files' SHA-256 digests.
     """
 

@@ -12,7 +12,9 @@ from harness.metrics._si_snr import si_snr
 __all__ = ["best_permutation", "si_snri"]
 
 
-def best_permutation(estimates: ArrayLike, references: ArrayLike) -> tuple[int, ...]:
+def best_permutation(
+    estimates: ArrayLike, references: ArrayLike, *, eps: float = 1e-8, relative: bool = False
+) -> tuple[int, ...]:
     """Find the assignment of estimates to references that maximises the mean SI-SNR.
 
     All ``n_src!`` permutations are tried (cheap for ``n_src <= 4``); on ties the first in
@@ -21,6 +23,7 @@ def best_permutation(estimates: ArrayLike, references: ArrayLike) -> tuple[int, 
     Args:
         estimates: Estimated sources, shape ``[n_src, T]``.
         references: Reference sources, shape ``[n_src, T]``.
+        eps, relative: Passed to :func:`~harness.metrics.si_snr`.
 
     Returns:
         ``perm`` such that ``estimates[list(perm)][i]`` is matched with ``references[i]``.
@@ -34,6 +37,8 @@ def best_permutation(estimates: ArrayLike, references: ArrayLike) -> tuple[int, 
     pair = si_snr(
         np.broadcast_to(est[None, :, :], (n_src, n_src, est.shape[1])),
         np.broadcast_to(ref[:, None, :], (n_src, n_src, ref.shape[1])),
+        eps,
+        relative=relative,
     )
     rows = np.arange(n_src)
     best: tuple[int, ...] = tuple(range(n_src))
@@ -45,7 +50,9 @@ def best_permutation(estimates: ArrayLike, references: ArrayLike) -> tuple[int, 
     return best
 
 
-def si_snri(estimates: ArrayLike, references: ArrayLike, mixture: ArrayLike) -> np.ndarray:
+def si_snri(
+    estimates: ArrayLike, references: ArrayLike, mixture: ArrayLike, *, eps: float = 1e-8, relative: bool = False
+) -> np.ndarray:
     """SI-SNR improvement per source, after the best permutation.
 
     ``si_snr(estimates[perm], references) - si_snr(mixture, references)`` with ``perm`` from
@@ -55,6 +62,7 @@ def si_snri(estimates: ArrayLike, references: ArrayLike, mixture: ArrayLike) -> 
         estimates: Estimated sources, shape ``[n_src, T]``.
         references: Reference sources, shape ``[n_src, T]``.
         mixture: The input mixture, shape ``[T]``.
+        eps, relative: Passed to :func:`~harness.metrics.si_snr`.
 
     Returns:
         float64 ``[n_src]``, in reference order, in dB.
@@ -66,8 +74,10 @@ def si_snri(estimates: ArrayLike, references: ArrayLike, mixture: ArrayLike) -> 
     mix = np.asarray(mixture, dtype=np.float64)
     if mix.shape != ref.shape[1:]:
         raise ValueError(f"mixture shape {mix.shape}: expected [T] = {ref.shape[1:]}")
-    perm = best_permutation(est, ref)
-    return si_snr(est[list(perm)], ref) - si_snr(np.broadcast_to(mix, ref.shape), ref)
+    perm = best_permutation(est, ref, eps=eps, relative=relative)
+    return si_snr(est[list(perm)], ref, eps, relative=relative) - si_snr(
+        np.broadcast_to(mix, ref.shape), ref, eps, relative=relative
+    )
 
 
 def _check_pair(estimates: ArrayLike, references: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

@@ -99,7 +99,8 @@ def test_cache_info_prune_and_failure_replay(
     assert rows["export"][1:3] == ["1", "0"] and rows["calibrate"][1:3] == ["1", "1"]
     assert rows["optimize"][1:3] == ["1", "1"] and rows["emulate"][1:3] == ["1", "0"]
     assert rows["noise"][1:3] == ["1", "0"]  # the per-layer noise table of the one passing trial
-    assert rows["total"][1:3] == ["8", "2"]
+    assert rows["original"][1:3] == ["1", "0"]  # the original float model's outputs (the objective's reference)
+    assert rows["total"][1:3] == ["9", "2"]
     assert "reuse/" in out and "failed/ 0" in out
     # HEFSWEEP_CACHE_DIR and --cache-dir point elsewhere
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "mlruns" / "cache"))
@@ -132,7 +133,7 @@ def test_cache_info_prune_and_failure_replay(
     assert len(cache.scan(("failure",))) == 2
     code, out, _ = hefsweep(["cache", "prune", "--root", str(tmp_path / "mlruns"), "--failures-only"], capsys)
     assert out.count("removed failure") == 2 and not cache.scan(("failure",))
-    assert len(cache.scan(("entry",))) == 8  # untouched by --failures-only
+    assert len(cache.scan(("entry",))) == 9  # untouched by --failures-only (with the original-model stage)
 
     code, out, _ = hefsweep(
         ["cache", "prune", "--root", str(tmp_path / "mlruns"), "--stage", "export", "--older-than", "0"], capsys

@@ -14,7 +14,12 @@ from harness.sweep import run_sweep
 
 pytestmark = pytest.mark.slow
 
-COMBOS = [{"override_set": "none"}, {"override_set": "all16"}, {"override_set": "ghost"}]
+COMBOS = [
+    {"prelu": "keep", "norm": "gLN", "override_set": "none"},
+    {"prelu": "keep", "norm": "gLN", "override_set": "all16"},
+    {"prelu": "keep", "norm": "gLN", "override_set": "ghost"},
+    {"prelu": "relu", "norm": "cLN", "override_set": "none"},  # a lossy substitution
+]
 
 
 def cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
@@ -30,7 +35,7 @@ def cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
 
 @pytest.fixture(scope="module")
 def swept(tiny_checkpoint: Path, demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """Trials: #0 8-bit, #1 16-bit everywhere, #2 failed in optimize (an override naming no layer)."""
+    """Trials: #0 8-bit, #1 16-bit everywhere, #2 failed in optimize (an override naming no layer), #3 relu/cLN."""
     import optuna
 
     tmp = tmp_path_factory.mktemp("diff")
@@ -44,6 +49,8 @@ stage_timeout: 120
 repair_trials: false
 layer_noise_clips: 3
 dimensions:
+  prelu: [keep, relu]
+  norm: [gLN, cLN]
   width: 4000
   calib_fill: repeat
   calib_size: 8
@@ -59,16 +66,39 @@ override_sets:
     root = tmp / "mlruns"
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)
-        s = run_sweep(load_space(p), trials=3, root=root, stream=io.StringIO(), enqueue=COMBOS)
-    assert s.n_ok == 2 and s.n_failed == 1
+        s = run_sweep(load_space(p), trials=4, root=root, stream=io.StringIO(), enqueue=COMBOS)
+    assert s.n_ok == 3 and s.n_failed == 1
     study = optuna.load_study(study_name="d", storage=f"sqlite:///{root / 'optuna.db'}")
     runs = [t.user_attrs["mlflow_run_id"] for t in study.trials]
-    return {"root": root, "r8": runs[0], "r16": runs[1], "failed": runs[2], "parent": s.parent_run_id}
+    return {"root": root, "r8": runs[0], "r16": runs[1], "failed": runs[2], "relu_cln": runs[3], "parent": s.parent_run_id}
 
 
 def parse(out: str) -> list[tuple[str, str, float, float, float]]:
     rows = re.findall(r"^  (\S+)\s+(\w+)\s+(-?[\d.]+|inf)\s+(-?[\d.]+|inf)\s+([+-][\d.]+|inf)$", out, re.M)
     return [(t, op, float(a), float(b), float(d)) for t, op, a, b, d in rows]
+
+
+def decomposition(out: str) -> dict[str, tuple[float, float, float]]:
+    rows = re.findall(r"^  (\w+) \([^)]*\)\s+(-?[\d.]+) -> \s*(-?[\d.]+)  \(([+-][\d.]+)\)$", out, re.M)
+    return {k: (float(a), float(b), float(d)) for k, a, b, d in rows}
+
+
+def test_diff_shows_the_substitution_and_the_quantization_loss(swept, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from mlflow import MlflowClient
+
+    root, r8, lossy = swept["root"], swept["r8"], swept["relu_cln"]
+    assert cli(["diff", r8, lossy, "--root", str(root), "--top", "3"], monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert "  norm: gLN -> cLN\n" in out and "  prelu: keep -> relu\n" in out
+    dec = decomposition(out)
+    metrics = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}").get_run(lossy).data.metrics
+    for k in ("si_snr_db", "substitution_si_snr_db", "quant_si_snr_db"):
+        assert dec[k][1] == pytest.approx(metrics[k], abs=0.006), k
+    # relu/cLN: the substitution costs far more than quantization, and the objective shows it
+    assert dec["substitution_si_snr_db"][1] < dec["quant_si_snr_db"][1] - 8.0
+    assert dec["si_snr_db"][1] < dec["quant_si_snr_db"][1] - 8.0
+    assert "limited by: A quantization, B substitution" in out
+    assert len(parse(out)) == 3  # the decomposition lines are not taken for layer rows
 
 
 def test_diff_8bit_vs_16bit_shows_positive_deltas(swept, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -78,6 +108,12 @@ def test_diff_8bit_vs_16bit_shows_positive_deltas(swept, monkeypatch: pytest.Mon
     assert cli(["diff", r8, r16, "--root", str(root), "--top", "10"], monkeypatch) == 0
     out = capsys.readouterr().out
     assert "params that differ:\n  override_set: none -> all16\n" in out
+    dec = decomposition(out)
+    assert set(dec) == {"si_snr_db", "substitution_si_snr_db", "quant_si_snr_db", "orig_float_si_snri_db",
+                        "float_si_snri_db", "quant_si_snri_db"}  # fmt: skip
+    assert dec["substitution_si_snr_db"][0] > 60.0 and dec["substitution_si_snr_db"][1] > 60.0  # no substitution
+    assert dec["si_snr_db"][1] > dec["si_snr_db"][0]  # 16 bits: less quantization loss
+    assert "limited by: A quantization, B quantization" in out
     m = re.search(r"(\d+) tensors in both, 0 only in A, 0 only in B; SQNR better in B for (\d+), worse for (\d+), "
                   r"median delta \+([\d.]+) dB", out)  # fmt: skip
     assert m, out

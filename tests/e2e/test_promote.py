@@ -325,6 +325,52 @@ def test_recheck_refuses_a_wrong_record_a_changed_eval_set_and_other_versions(
     assert entry["alias"] == "staging" and {"name": "versions", "status": "allowed"}.items() <= entry["checks"][1].items()
 
 
+def test_recheck_recomputes_the_end_to_end_objective_and_refuses_another_checkpoint(
+    tiny_checkpoint: Path, demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lossy substitution (relu/cLN): the logged objective is vs the original float model, far below the
+    quantization-only SI-SNR; promote recomputes that (not quantized vs export/model.onnx), and refuses when the
+    study's checkpoint is no longer the one the trial measured against."""
+    from mlflow import MlflowClient
+
+    ckpt = tmp_path / "model.pt"
+    shutil.copyfile(tiny_checkpoint, ckpt)
+    space = tmp_path / "sub.yaml"
+    space.write_text(SPACE.format(study="sub", ckpt=ckpt, backend="ort", options="{}", data=demo_data, clips=3,
+                                  width=4000, head="  prelu: relu\n  norm: cLN"))  # fmt: skip
+    root = tmp_path / "mlruns"
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        sweep(space, root, ("none",))
+    finally:
+        os.chdir(old)
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("sub").experiment_id], "tags.`hefsweep.role` = 'trial'")
+    m = run.data.metrics
+    assert m["si_snr_db"] < m["quant_si_snr_db"] - 8.0  # the old recomputation (vs the export) would be refused
+    store = ["--root", str(root)]
+    code, out, err = hefsweep(["promote", "--run", run.info.run_id, *store], capsys)
+    assert code == 0, err
+    assert f"si_snr_db {m['si_snr_db']:.3f} dB recomputed" in out and "vs the original float model" in out
+    assert f"substitution {m['substitution_si_snr_db']:.2f} dB, quantization {m['quant_si_snr_db']:.2f} dB" in out
+    (entry,) = ledger_lines(client, "hefsweep-sub")
+    for k in ("si_snr_db", "substitution_si_snr_db", "quant_si_snr_db"):
+        assert abs(entry["metrics"][f"{k}_recomputed"] - m[k]) <= 1e-3, k
+
+    # another checkpoint at the space's path: the original float model is not the trial's any more
+    import torch
+
+    from harness.model import ConvTasNet4D, ConvTasNetConfig
+    from harness.model._checkpoint import save_checkpoint
+    from conftest import TINY_ARGS
+
+    torch.manual_seed(1)
+    save_checkpoint(ConvTasNet4D(ConvTasNetConfig.from_model_args(TINY_ARGS)), ckpt)
+    code, _, err = hefsweep(["promote", "--run", run.info.run_id, "--alias", "again", *store], capsys)
+    assert code == 1 and f"checkpoint {ckpt}" in err and "original_reference" in err and len(err.splitlines()) == 1, err
+
+
 def test_hailo_promote_reemulates_the_quantized_har(
     tiny_checkpoint: Path, demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

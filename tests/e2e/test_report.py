@@ -91,15 +91,22 @@ def test_report_html_has_every_section_and_is_logged(
 
     # one self-contained file: plotly inlined exactly once, no external scripts
     assert page.count("plotly.js v") == 1 and "<script src=" not in page and 'src="http' not in page
-    for section in ("history", "importance", "variants", "failures", "feasibility", "best"):
+    for section in ("history", "importance", "variants", "loss", "failures", "feasibility", "best"):
         assert f'<section id="{section}">' in page
     # the plots (real plotly divs, not placeholders)
-    for div in ("plot-history", "plot-importance", "plot-importance-feasibility", "plot-variants", "plot-signatures", "plot-feasibility"):
+    for div in ("plot-history", "plot-importance", "plot-importance-feasibility", "plot-variants", "plot-loss", "plot-signatures", "plot-feasibility"):
         assert re.search(rf'<div id="{div}" class="plotly-graph-div"', page), div
     assert 'class="na"' not in page.split('id="table-best"')[0].split('id="table-signatures"')[0]
     # SI-SNR per variant: one box per calibration fill of the ok trials, variants prelu x norm
     assert '"name":"calib_fill=repeat"' in page and '"name":"calib_fill=crop"' in page
     assert "prelu=relu, norm=cLN" in page
+    # the decomposition: relu/cLN loses in the substitution (its objective is not its quantization-only SI-SNR),
+    # keep/gLN in the quantization
+    loss = page.split('id="table-loss"')[1].split("</table>")[0]
+    assert "substitution_si_snr_db" in loss and "quant_si_snr_db" in loss
+    cells = dict(re.findall(r"<td>(prelu=\w+, norm=\w+)</td>(?:<td class='num'>[-\d.]+</td>){3}<td>(\w+)</td>", loss))
+    assert cells["prelu=relu, norm=cLN"] == "substitution" and cells["prelu=keep, norm=gLN"] == "quantization", loss
+    assert "Substitution loss vs quantization loss" in page
     # failure signatures: the table row (count 1, first = last = trial #2) and the scatter category
     table = page.split('id="table-signatures"')[1].split("</table>")[0]
     assert "calibrate:FillPolicyError:crop" in table and "<td class='num'>1</td><td class='num'>#2</td><td class='num'>#2</td>" in table
@@ -113,6 +120,12 @@ def test_report_html_has_every_section_and_is_logged(
     links = re.findall(r'href="(http://127\.0\.0\.1:5000/#/experiments/\d+/runs/[0-9a-f]+)"', best)
     assert links == [f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs/{t.user_attrs['mlflow_run_id']}" for t in ok]
     assert f"{ok[0].value:.2f}" in best
+    assert "<th>substitution_si_snr_db</th><th>quant_si_snr_db</th>" in best
+    by_run = {r.info.run_id: r for r in client.search_runs([exp.experiment_id], "tags.`hefsweep.role` = 'trial'")}
+    for t in ok:  # the objective is end to end: vs the original float model, bounded by both losses
+        m = by_run[t.user_attrs["mlflow_run_id"]].data.metrics
+        assert t.value == pytest.approx(m["si_snr_db"]) and f"{m['substitution_si_snr_db']:.2f}" in best
+        assert m["si_snr_db"] <= min(m["substitution_si_snr_db"], m["quant_si_snr_db"]) + 1.0
     assert f"#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning" in page  # the runs table (FINDINGS 7)
 
     # fixed dimensions (not Optuna params) come from the trials' MLflow params

@@ -70,3 +70,13 @@ def test_si_snri_by_hand_with_orthogonal_sources() -> None:
 def test_shape_errors(est_shape: tuple[int, ...], ref_shape: tuple[int, ...], mix_shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError):
         si_snri(np.ones(est_shape), np.ones(ref_shape), np.ones(mix_shape))
+
+
+def test_relative_eps_is_passed_through() -> None:
+    ref = _refs(2) * 1e-5  # quiet: the absolute eps would dominate the energies
+    est = ref[::-1] + 1e-7 * _refs(2, seed=1)
+    assert best_permutation(est, ref, relative=True) == (1, 0)
+    mix = ref.sum(axis=0)
+    expected = si_snr(est[[1, 0]], ref, relative=True) - si_snr(np.stack([mix, mix]), ref, relative=True)
+    np.testing.assert_array_equal(si_snri(est, ref, mix, relative=True), expected)
+    np.testing.assert_allclose(si_snri(est * 1e5, ref * 1e5, mix * 1e5, relative=True), expected, atol=1e-9)

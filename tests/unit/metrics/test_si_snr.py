@@ -114,3 +114,36 @@ def test_matches_torchmetrics() -> None:
     theirs = tm.scale_invariant_signal_noise_ratio(torch.from_numpy(est), torch.from_numpy(ref)).numpy()
     ours = si_snr(est, ref, eps=float(np.finfo(np.float32).eps))
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+# -- relative eps (the sweep's scoring) ------------------------------------------------------------------------------
+def test_relative_eps_by_hand_for_orthogonal_noise() -> None:
+    # e = R + 0.1 N: <e,R> = 4, alpha = 4 / (4 (1 + eps)) = 1/(1+eps); ||e||^2 = 4.04
+    eps = 1e-8
+    alpha = 1 / (1 + eps)
+    t2 = alpha**2 * 4
+    n2 = (1 - alpha) ** 2 * 4 + 0.04
+    expected = 10 * math.log10((t2 + eps * 4.04) / (n2 + eps * 4.04))
+    assert float(si_snr(R + 0.1 * N, R, relative=True)) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e-4, 1.0, 1e4])
+def test_relative_eps_is_invariant_to_scaling_either_signal(scale: float) -> None:
+    # the absolute eps pulls quiet signals towards 0 dB (at scale 1e-4: 20 dB -> ~6 dB); the relative one does not
+    e = R + 0.1 * N
+    ref_value = float(si_snr(e, R, relative=True))
+    assert ref_value == pytest.approx(20.0, abs=1e-4)  # eps * ||e||^2 on the 0.04 noise energy: -4.4e-6 dB
+    assert float(si_snr(scale * e, scale * R, relative=True)) == pytest.approx(ref_value, abs=1e-9)
+    assert float(si_snr(scale * e, R, relative=True)) == pytest.approx(ref_value, abs=1e-9)
+    assert float(si_snr(e, scale * R, relative=True)) == pytest.approx(ref_value, abs=1e-9)
+    if scale == 1e-4:
+        assert float(si_snr(scale * e, scale * R)) < 10.0  # the absolute eps at the same level
+
+
+def test_relative_eps_perfect_silent_and_against_silence() -> None:
+    cap = 10 * math.log10(1 + 1e8)  # 80.0 dB
+    for x in (R, 1e-9 * R, 1e6 * (R + N)):
+        assert float(si_snr(x, x, relative=True)) == pytest.approx(cap, abs=1e-6)
+    assert float(si_snr(R, 0 * R, relative=True)) == pytest.approx(-cap, abs=1e-6)  # output where there is silence
+    assert float(si_snr(0 * R, R, relative=True)) == 0.0  # a silent output
+    assert float(si_snr(0 * R, 0 * R, relative=True)) == 0.0
