@@ -97,6 +97,13 @@ class _Display:
         self.stream.write(f"{self.label} {desc}\n")
         self.stream.flush()
 
+    def note(self, text: str) -> None:
+        """A line about the current trial (e.g. why its ONNX Runtime screen was skipped)."""
+        if self.tty:
+            self.stream.write("\r" + " " * 60 + "\r")
+        self.stream.write(f"{self.label}   {text}\n")
+        self.stream.flush()
+
     def stage(self, name: str) -> None:
         if self.tty:
             self.stream.write(f"\r{self.label}   stage: {name:<10}")
@@ -558,6 +565,14 @@ def run_sweep(
                     if _screened_out(study, v, space):
                         info = {"pruned_after_clips": 0, "screened_out": True}
                         result = TrialResult("pruned", {"screen_si_snr_db": v}, None, (), screened.stages, info)
+                else:
+                    # e.g. an override set that names HN layers or roles, which the ONNX model has not: the trial
+                    # runs on the backend unscreened, and says so
+                    assert screened.failure is not None
+                    why = screened.failure.signature
+                    trial.set_user_attr("screen", f"skipped: {why}")
+                    tracker.set_tags(run_id, {"hefsweep.screen": "skipped", "hefsweep.screen_skipped": why})
+                    display.note(f"screen on onnxruntime skipped ({why}); running on {space.backend} unscreened")
             if result is None:
                 result = pipeline.run(cfg, on_clip=on_clip, compile_gate=gate)
         except (KeyboardInterrupt, SystemExit):  # an interrupt, not a failure of this configuration
