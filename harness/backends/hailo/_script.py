@@ -244,6 +244,8 @@ def build_script(
             f"clipping_values=[{_num(100.0 - p)}, {_num(p)}])"
         )
         applied.append(f"percentile calibration: activation clipping at [{_num(100.0 - p)}, {_num(p)}] on all layers")
+    elif settings.method == "minmax":
+        applied.append("minmax calibration: the DFC's default statistics (no model-script command needed)")
     elif settings.method == "entropy":
         ignored.append("method=entropy: no public DFC model-script equivalent; the DFC's default statistics are used")
     if settings.activation_bits == 16:

@@ -48,7 +48,7 @@ def test_exact_script_for_every_override_kind() -> None:
     assert script.avgpool_reduction == ("convtas/avgpool1", "convtas/avgpool2") and script.division_factors == ((1, 4),)
     assert script.info()["global_avgpool_reduction_layers"] == ["convtas/avgpool1", "convtas/avgpool2"]
     assert script.info()["global_avgpool_reduction_factors"] == [[1, 4]]
-    assert len(script.applied) == 6 and script.ignored == ()
+    assert len(script.applied) == 7 and script.ignored == ()  # 6 overrides + minmax (the DFC default) reported
 
 
 def test_settings_map_to_global_lines_and_ignored_reasons() -> None:
