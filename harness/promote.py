@@ -17,7 +17,8 @@ Promotion re-checks the artifact *as stored* before registering it:
    substitution and quantization losses are recomputed alongside. A trial logged before the end-to-end objective
    (no ``original_reference``) is checked against its own definition (quantized vs ``export/model.onnx``). ORT: the
    downloaded QDQ ONNX itself runs in ONNX Runtime. Hailo: the logged
-   quantized HAR (``optimize/model_quantized.har``) is emulated through the backend in an isolated worker; when
+   quantized HAR (``optimize/model_quantized.har``), whose sha256 must be the trial's ``hefsweep.har_sha256``, is
+   emulated through the backend in an isolated worker; when
    the DFC is not importable here promotion is refused unless ``skip_emulation`` (then versions and emulation
    are recorded as skipped and only the hash vouches for the artifact).
 
@@ -301,6 +302,20 @@ def _versions_check(
     return Check("versions", "allowed", f"mismatch allowed: recorded {fmt(recorded, diff)}; here {fmt(current, diff)}")
 
 
+def _check_har(har: Path, expected: str | None, rid: str) -> Check:
+    """The quantized HAR that is about to be emulated must be the trial's (``hefsweep.har_sha256``, recorded by the
+    sweep); a trial logged before the tag existed is said to be unverified.
+
+    Raises:
+        HarnessError: the stored HAR's hash differs from the recorded one.
+    """
+    if not expected:
+        return Check("har_sha256", "skipped", "no hefsweep.har_sha256 on the run (logged before HAR hashes were recorded)")
+    actual = _check_sha256(har, expected, f"artifact {_HAILO_HAR} of run {rid}",
+                           "as recorded in hefsweep.har_sha256 (the stored file changed after the trial)")  # fmt: skip
+    return Check("har_sha256", "ok", f"{actual[:16]}... matches hefsweep.har_sha256")
+
+
 def _emulate_hailo(spec: Any, har: Path, inputs: np.ndarray, workdir: Path, timeout: float) -> np.ndarray:
     from harness.backends import Optimized
     from harness.isolation import IsolatedFailure, run_isolated
@@ -405,6 +420,7 @@ def verify_run(
         quant = run_onnx(local, x)
     else:
         har = _download(f"{base}/{_HAILO_HAR}", workdir / "har", tracking_uri, f"{_HAILO_HAR} of run {rid}")
+        done(_check_har(har, tags.get("hefsweep.har_sha256"), rid))
         quant = _emulate_hailo(space.backend_spec(), har, x, workdir, space.stage_timeout)
         if quant.shape[-1] != ref.shape[-1]:  # the DFC's deconv gives F*stride samples: align as the trial did
             from harness.model import load_checkpoint

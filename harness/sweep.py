@@ -732,6 +732,12 @@ def _log_result(tracker: Tracker, run_id: str, result: TrialResult) -> None:
     if "compile" in result.info:
         tags["hefsweep.artifact_sha256"] = result.info["compile"]["sha256"]
         tags["hefsweep.artifact"] = f"compiled/{result.info['compile']['file']}"
+    for path, folder in result.artifacts:
+        if folder == "optimize" and Path(path).suffix == ".har" and Path(path).is_file():
+            from harness.cache import file_sha256
+
+            # what a Hailo promote re-emulates: recorded now, verified there like the HEF's hash
+            tags["hefsweep.har_sha256"] = file_sha256(Path(path))
     if "eval_key" in result.info:
         tags["hefsweep.eval_set"] = result.info["eval_key"]
     if "calibration_key" in result.info:
