@@ -30,7 +30,7 @@ __all__ = ["LOG_CAP", "RULES", "Diagnosis", "enrich_from_log", "explain"]
 
 _ANY = r"[A-Za-z_][A-Za-z0-9_]*"
 #: Backend stages only: the harness's own export/calibrate rules must keep their signatures.
-_STAGE = r"(?!export$|calibrate$|reference$)[A-Za-z_]+"
+_STAGE = r"(?!export$|calibrate$|reference$|original$|recover$)[A-Za-z_]+"
 _LAYER = r"(?P<layer>[A-Za-z0-9_./\-]+?)"
 #: "31m 42s", "10m 11s", "2s", "1h 3m 5s": the whole text, and hours/minutes/seconds as numbers.
 _ALLOC_TIME = (
