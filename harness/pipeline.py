@@ -33,7 +33,9 @@ __all__ = ["Pipeline", "TrialConfig", "TrialResult"]
 log = logging.getLogger("harness.pipeline")
 
 _CLIPS_PER_CALL = 2  # emulation granularity when a pruner watches per-clip SI-SNR
-STAGES = ("export", "calibrate", "original", "reference", "translate", "optimize", "compile", "emulate", "noise")
+STAGES = (
+    "recover", "export", "calibrate", "original", "reference", "translate", "optimize", "compile", "emulate", "noise"
+)
 _VERSIONS = {"export": 1, "calibrate": 1, "original": 1, "reference": 1, "translate": 2, "optimize": 1, "compile": 1, "emulate": 4}
 
 
@@ -57,6 +59,7 @@ class TrialConfig:
     calib_size: int = 16
     calib_method: str = "minmax"
     override_set: str = "none"
+    recover_steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Flat parameters (for MLflow params and cache keys)."""
@@ -286,15 +289,18 @@ class Pipeline:
             self._run(cfg, stages, artifacts, info, overrides, on_clip, compile_gate)
         except StagePruned as exc:
             metrics = {f"time_{k}_s": v["seconds"] for k, v in stages.items()}
+            metrics.update(info.pop("recover_metrics", {}))
             info["pruned_after_clips"] = exc.clips
             return TrialResult("pruned", metrics, None, tuple(artifacts), stages, info)
         except _StageFailed as exc:
             metrics = {f"time_{k}_s": v["seconds"] for k, v in stages.items()}
+            metrics.update(info.pop("recover_metrics", {}))  # the recovery's measurements also when a later stage fails
             if exc.failed_dir is not None:
                 artifacts += [(p, f"failed_{exc.failure.stage}") for p in sorted(exc.failed_dir.iterdir()) if p.is_file()]
             info["traceback"] = exc.traceback_text
             return TrialResult("failed", metrics, exc.failure, tuple(artifacts), stages, info)
         metrics = dict(info.pop("metrics"))
+        metrics.update(info.pop("recover_metrics", {}))
         metrics.update({f"time_{k}_s": v["seconds"] for k, v in stages.items()})
         rss = [v["peak_rss_mb"] for v in stages.values() if "peak_rss_mb" in v]
         if rss:
@@ -420,8 +426,15 @@ class Pipeline:
         export_params.update({k: getattr(cfg, k) for k, v in EXACT_DEFAULTS.items() if getattr(cfg, k) != v})
         ev = self.eval_set(cfg.width)
         export_params["eval"] = ev.key  # the fidelity gate's probe clips: its verdict is part of the export's outcome
+        # 0. recovery of lossy substitutions (optional): its recovered weights become the export's
+        recovered = self._recover(cfg, ckpt_sha, ev, stages, artifacts, info)
+        if recovered is not None:
+            export_params["recover"] = recovered.key
         export = self._stage(
-            "export", stage_key("export", _VERSIONS["export"], export_params), lambda d: self._export(cfg, ev, d), stages
+            "export",
+            stage_key("export", _VERSIONS["export"], export_params),
+            lambda d: self._export(cfg, ev, d, recovered.path / "recovered.pt" if recovered is not None else None),
+            stages,
         )
         onnx_path = export.path / "model.onnx"
         info["fired"] = export.meta["fired"]
@@ -621,8 +634,52 @@ class Pipeline:
         result: tuple[StageEntry, Optimized, Compiled | None] = outcome.value
         return result
 
+    def _recover(
+        self, cfg: TrialConfig, ckpt_sha: str, ev: Any, stages: dict[str, Any], artifacts: list[tuple[Path, str]],
+        info: dict[str, Any],
+    ) -> StageEntry | None:
+        """The ``recover`` stage (:mod:`harness.recover`) when ``cfg.recover_steps`` > 0 and a lossy substitution
+        fires; None otherwise (``info["recover"]`` says ``skipped (exact)`` for a spec with only exact rewrites)."""
+        if cfg.recover_steps <= 0:
+            return None
+        import torch
+
+        from harness.audio import list_audio
+        from harness.recover import RECOVER_VERSION, RecoverSettings, needs_recovery, run_recover_stage
+
+        spec = _spec(cfg)
+        if not needs_recovery(self.model, spec):
+            info["recover"] = "skipped (exact)"
+            return None
+        settings = RecoverSettings(steps=cfg.recover_steps, seconds=self.space.recover_seconds)
+        lossy = spec.without_exact()
+        files = list_audio(self.space.data.calibration)
+        params = {
+            "checkpoint": ckpt_sha,
+            "substitutions": {"prelu": lossy.prelu, "norm": lossy.norm, "clamp": lossy.clamp},
+            "settings": settings.key_params(),
+            "width": cfg.width,
+            "files": [[f.name, file_sha256(f)] for f in files],
+            "sample_rate": self.sample_rate,
+            "eval": ev.key,
+            "torch": torch.__version__,
+        }
+        entry = self._stage(
+            "recover",
+            stage_key("recover", RECOVER_VERSION, params),
+            lambda d: run_recover_stage(
+                self.model, spec, files, self.sample_rate, cfg.width, ev.mixtures, settings, d, self.progress
+            ),
+            stages,
+        )
+        info["recover"] = {k: entry.meta[k] for k in ("fired", "steps_done", "stopped_early") if k in entry.meta}
+        info["recover_metrics"] = dict(entry.meta["metrics"])
+        files_out = (entry.path / n for n in ("recover.log", "loss.json", "loss.png"))
+        artifacts += [(p, "recover") for p in files_out if p.is_file()]
+        return entry
+
     # -- stage bodies (run in the cache's temp folder) --------------------------------------------------------
-    def _export(self, cfg: TrialConfig, ev: Any, d: Path) -> dict[str, Any]:
+    def _export(self, cfg: TrialConfig, ev: Any, d: Path, recovered: Path | None = None) -> dict[str, Any]:
         from harness.export import check_fidelity, export_onnx
         from harness.substitutions import SubstitutionSpec, apply_substitutions
 
@@ -634,14 +691,24 @@ class Pipeline:
             decoder=cfg.decoder,  # type: ignore[arg-type]
             mask_mul=cfg.mask_mul,  # type: ignore[arg-type]
         )
-        model, fired = apply_substitutions(self.model, spec)
+        if recovered is None:
+            model, fired = apply_substitutions(self.model, spec)
+        else:  # the lossy part with the recover stage's weights, then the exact rewrites
+            from harness.recover import recovered_model
+
+            model, fired = recovered_model(self.model, spec, recovered)
         report = export_onnx(model, cfg.width, d / "model.onnx")
         (d / "export.log").write_text(report.log or "(exporter printed nothing)\n")
         probe = ev.mixtures[:2, None, None, :].astype(np.float32)
         # The gate checks the ONNX against the model without the exact rewrites (the unmodified model when every
         # substitution is exact), so it also proves the rewrites exact, not just the exporter faithful.
         inexact = spec.without_exact()
-        reference = model if inexact == spec else apply_substitutions(self.model, inexact)[0]
+        if recovered is not None:  # the recovered model without the exact rewrites
+            from harness.recover import recovered_model
+
+            reference = model if inexact == spec else recovered_model(self.model, inexact, recovered)[0]
+        else:
+            reference = model if inexact == spec else apply_substitutions(self.model, inexact)[0]
         fidelity = check_fidelity(reference, d / "model.onnx", probe, self.space.fidelity_gate_db)
         fidelity["fidelity_vs_original"] = float(inexact == SubstitutionSpec())
         return {"fired": list(fired), "op_counts": report.op_counts, "fidelity": fidelity}
@@ -788,6 +855,20 @@ def apply_alignment(quant: np.ndarray, alignment: dict[str, Any], width: int) ->
     k = alignment["offset"]
     out[..., k : k + quant.shape[-1]] = quant
     return out
+
+
+def _spec(cfg: TrialConfig) -> Any:
+    """The trial's substitution spec."""
+    from harness.substitutions import SubstitutionSpec
+
+    return SubstitutionSpec(
+        prelu=cfg.prelu,  # type: ignore[arg-type]
+        norm=cfg.norm,  # type: ignore[arg-type]
+        clamp=cfg.clamp,
+        gln_stats=cfg.gln_stats,  # type: ignore[arg-type]
+        decoder=cfg.decoder,  # type: ignore[arg-type]
+        mask_mul=cfg.mask_mul,  # type: ignore[arg-type]
+    )
 
 
 def _candidates(dim: Any) -> list[Any]:

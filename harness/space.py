@@ -41,6 +41,8 @@ Schema (every key optional unless marked; unknown keys are rejected)::
       calib_size: {low: 8, high: 16, step: 8}
       calib_method: [minmax, percentile]
       override_set: [none, io16]
+      recover_steps: [0, 500]          # distillation steps after lossy substitutions (0 = off; harness/recover.py)
+    recover_seconds: 300               # time budget of one recover stage (training stops when it is reached)
     enqueue:                           # configurations to try first (dimension -> value; others sampled)
       - {prelu: keep, calib_fill: pad}
     override_sets:                     # names used by dimensions.override_set
@@ -55,6 +57,12 @@ graph is written, never the function or the weights; their defaults (``joint``, 
 model's own forms. ``mask_mul: per_source`` with ``decoder: grouped`` concatenates the per-source masked encodings
 (distinct tensors) into the grouped decoder; with ``decoder: per_source`` each goes to its own decoder. At their
 defaults they are left out of :meth:`SearchSpace.fingerprint`, so studies made before they existed stay valid.
+
+``recover_steps`` (an integer >= 0, default 0 = off) adds the ``recover`` stage before the export
+(:mod:`harness.recover`): the substituted model is fine-tuned for that many Adam steps to reproduce the original
+checkpoint's outputs on the calibration audio (teacher-student distillation, no labels), within
+``recover_seconds``. Trials whose substitutions are all exact (``prelu: maxmin``, the topology rewrites, ``norm``
+equal to the checkpoint's) skip it. At 0 it is left out of the fingerprint like the exact dimensions.
 """
 
 from __future__ import annotations
@@ -84,6 +92,8 @@ DECODERS = ("grouped", "per_source")
 MASK_MULS = ("repeat", "per_source")
 #: The exact topology dimensions at their defaults (the model's own forms).
 EXACT_DEFAULTS: dict[str, str] = {"gln_stats": "joint", "decoder": "grouped", "mask_mul": "repeat"}
+#: Dimensions left out of the fingerprint at these defaults (studies made before they existed stay valid).
+FINGERPRINT_DEFAULTS: dict[str, Any] = {**EXACT_DEFAULTS, "recover_steps": 0}
 
 
 class IntRange(BaseModel):
@@ -199,6 +209,7 @@ class Dimensions(BaseModel):
     calib_size: Dimension = 16
     calib_method: Dimension = "minmax"
     override_set: Dimension = "none"
+    recover_steps: Dimension = 0
 
     @model_validator(mode="after")
     def _check(self) -> Dimensions:
@@ -223,6 +234,9 @@ class Dimensions(BaseModel):
                     raise ValueError(f"{key}: {v!r}; expected a positive integer")
                 if key == "width" and v < 256:
                     raise ValueError(f"width: {v}; expected >= 256 samples")
+        for v in _values(self.recover_steps, "recover_steps"):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"recover_steps: {v!r}; expected an integer >= 0 (0 = no recovery)")
         for v in _values(self.clamp, "clamp"):
             if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v <= 0):
                 raise ValueError(f"clamp: {v!r}; expected null or a positive number")
@@ -262,6 +276,7 @@ class SearchSpace(BaseModel):
     screen: Screen | None = None
     compile_top_k: Annotated[int, Field(ge=1)] | None = None
     layer_noise_clips: Annotated[int, Field(ge=0, le=16)] = 1
+    recover_seconds: Annotated[float, Field(gt=0)] = 300.0
     dimensions: Dimensions = Dimensions()
     override_sets: dict[str, tuple[OverrideModel, ...]] = Field(default_factory=lambda: {"none": ()})
     enqueue: tuple[dict[str, Scalar], ...] = ()
@@ -301,7 +316,7 @@ class SearchSpace(BaseModel):
     def fingerprint(self) -> dict[str, Any]:
         """The parts that define the study's search space (used to detect a study reused with another space)."""
         dims = self.dimensions.model_dump(mode="json")
-        for key, default in EXACT_DEFAULTS.items():
+        for key, default in FINGERPRINT_DEFAULTS.items():
             if dims[key] == default:  # not in the space's fingerprint at the default: older studies stay valid
                 del dims[key]
         return {
