@@ -13,6 +13,7 @@ failed in ``compile`` got further than one that failed in ``optimize``.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +44,10 @@ def _shift(n: dict[str, float]) -> float:
 
 
 def _fidelity(n: dict[str, float]) -> float:
-    return 6.0 + max(60.0 - n.get("si_snr_db", 0.0), 0.0) / 10.0
+    db = n.get("si_snr_db", 0.0)
+    if not math.isfinite(db):  # nan (garbage outputs) or -inf: as far from the gate as 0 dB, never a NaN violation
+        db = 0.0 if db != math.inf else 60.0
+    return 6.0 + max(60.0 - db, 0.0) / 10.0
 
 
 # A failure in a later stage is closer to feasible than one in an earlier stage (the trial got further);
@@ -86,6 +90,6 @@ def violation(failure: Failure) -> float:
         return UNKNOWN_VIOLATION
     for row in GRADES:
         if re.search(row.pattern, failure.signature):
-            v = row.value(failure.numbers) if callable(row.value) else row.value
-            return float(v)
+            v = float(row.value(failure.numbers) if callable(row.value) else row.value)
+            return v if math.isfinite(v) else UNKNOWN_VIOLATION / 2  # Optuna refuses a NaN constraint
     return UNKNOWN_VIOLATION / 2

@@ -371,7 +371,8 @@ def _grade(trial: Any, result: TrialResult, space: SearchSpace) -> float:
     trial.set_constraint("compile", 0.0)
     floor = space.worst_clip_floor_db
     worst = result.metrics["si_snr_worst_db"]
-    trial.set_constraint("worst_clip", 0.0 if floor is None else max(floor - worst, 0.0))
+    gap = max(floor - worst, 0.0) if floor is not None and math.isfinite(worst) else (0.0 if floor is None else 100.0)
+    trial.set_constraint("worst_clip", gap)  # never NaN: Optuna refuses it
     return float(result.metrics["si_snr_db"])
 
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from harness.failures import classify
 from harness.feasibility import UNKNOWN_VIOLATION, violation
 from harness.followups import propose
@@ -88,3 +90,15 @@ def test_followups_are_points_of_the_space(tmp_path: Path) -> None:
     fill = classify("calibrate", "FillPolicyError", "expected clips of at least 16000 samples for policy 'crop'")
     assert propose(fill, params, space) == [("calib:match_width", {**params, "calib_clip_length": 16000})]
     assert propose(ne, {**params, "norm": "cLN", "prelu": "relu"}, space) == []
+
+
+@pytest.mark.parametrize("db", ["nan", "-inf", "inf"])
+def test_a_non_finite_fidelity_grades_finitely(db: str) -> None:
+    """A fidelity failure with SI-SNR nan/inf is a finite violation: Optuna's set_constraint refuses NaN, which used
+    to kill the whole sweep (and the cached failure re-triggered it on every rerun)."""
+    import math
+
+    f = classify("export", "FidelityGateError", f"exported ONNX vs torch: SI-SNR {db} dB (max abs error nan); expected >= 60 dB")
+    assert f.signature == "export:FidelityGateError:si_snr_below_gate"
+    v = violation(f)
+    assert math.isfinite(v) and v >= 6.0
