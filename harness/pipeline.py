@@ -681,16 +681,9 @@ class Pipeline:
     # -- stage bodies (run in the cache's temp folder) --------------------------------------------------------
     def _export(self, cfg: TrialConfig, ev: Any, d: Path, recovered: Path | None = None) -> dict[str, Any]:
         from harness.export import check_fidelity, export_onnx
-        from harness.substitutions import SubstitutionSpec, apply_substitutions
+        from harness.substitutions import apply_substitutions
 
-        spec = SubstitutionSpec(
-            prelu=cfg.prelu,  # type: ignore[arg-type]
-            norm=cfg.norm,  # type: ignore[arg-type]
-            clamp=cfg.clamp,
-            gln_stats=cfg.gln_stats,  # type: ignore[arg-type]
-            decoder=cfg.decoder,  # type: ignore[arg-type]
-            mask_mul=cfg.mask_mul,  # type: ignore[arg-type]
-        )
+        spec = _spec(cfg)
         if recovered is None:
             model, fired = apply_substitutions(self.model, spec)
         else:  # the lossy part with the recover stage's weights, then the exact rewrites
@@ -710,7 +703,7 @@ class Pipeline:
         else:
             reference = model if inexact == spec else apply_substitutions(self.model, inexact)[0]
         fidelity = check_fidelity(reference, d / "model.onnx", probe, self.space.fidelity_gate_db)
-        fidelity["fidelity_vs_original"] = float(inexact == SubstitutionSpec())
+        fidelity["fidelity_vs_original"] = float(inexact == type(spec)())
         return {"fired": list(fired), "op_counts": report.op_counts, "fidelity": fidelity}
 
     def _calibrate(self, cfg: TrialConfig, d: Path) -> dict[str, Any]:

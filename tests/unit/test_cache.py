@@ -529,7 +529,7 @@ def trial_stages(space: Any, cache_root: Path, monkeypatch: pytest.MonkeyPatch, 
     """The stage keys of one trial up to calibrate (export is stubbed; the trial stops at the reference stage)."""
     from harness.pipeline import Pipeline, TrialConfig
 
-    def export(self: Any, cfg: Any, ev: Any, d: Path) -> dict:
+    def export(self: Any, cfg: Any, ev: Any, d: Path, recovered: Any = None) -> dict:
         (d / "model.onnx").write_bytes(b"stub")
         return {"fired": [], "op_counts": {}, "fidelity": {}}
 
