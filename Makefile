@@ -71,8 +71,9 @@ test-reliability: $(STAMP) $(DFC_STAMP)
 test-browser: $(BROWSER_STAMP)
 	$(BIN)/python -m pytest -q tests/browser
 
+## The inner loop (~70 s on 2 cores): unit and contract tests, no end-to-end sweeps, no browser, no reliability suite.
 test-fast: $(STAMP) $(DFC_STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" --ignore=tests/reliability --ignore=tests/browser
 
 bench: $(STAMP) $(DEMO)
 	$(BIN)/python bench/trial_cost.py
