@@ -443,13 +443,11 @@ class Pipeline:
         artifacts += [(onnx_path, "export"), (export.path / "export.log", "logs")]
 
         # 2. calibration set
-        from harness.audio import list_audio
         from harness.audio._calibration import MANIFEST_FORMAT, effective_policy
 
-        files = list_audio(space.data.calibration)
         calib_params = {
             "format": MANIFEST_FORMAT,  # how clips are selected (round-robin over the files) and described
-            "files": [[f.name, file_sha256(f)] for f in files],
+            "files": self._calibration_files()[1],
             "width": cfg.width,
             "clip_length": cfg.calib_clip_length,
             # None when no selected clip is shorter than W: pad, repeat and crop then build one set under one key
@@ -634,6 +632,14 @@ class Pipeline:
         result: tuple[StageEntry, Optimized, Compiled | None] = outcome.value
         return result
 
+    def _calibration_files(self) -> tuple[list[Path], list[list[str]]]:
+        """The calibration folder's audio files and their ``[name, sha256]`` pairs (what keys the stages built from
+        them; hashes are memoized per process)."""
+        from harness.audio import list_audio
+
+        files = list_audio(self.space.data.calibration)
+        return files, [[f.name, file_sha256(f)] for f in files]
+
     def _recover(
         self, cfg: TrialConfig, ckpt_sha: str, ev: Any, stages: dict[str, Any], artifacts: list[tuple[Path, str]],
         info: dict[str, Any],
@@ -644,7 +650,6 @@ class Pipeline:
             return None
         import torch
 
-        from harness.audio import list_audio
         from harness.recover import RECOVER_VERSION, RecoverSettings, needs_recovery, run_recover_stage
 
         spec = _spec(cfg)
@@ -653,13 +658,13 @@ class Pipeline:
             return None
         settings = RecoverSettings(steps=cfg.recover_steps, seconds=self.space.recover_seconds)
         lossy = spec.without_exact()
-        files = list_audio(self.space.data.calibration)
+        files, hashed = self._calibration_files()
         params = {
             "checkpoint": ckpt_sha,
             "substitutions": {"prelu": lossy.prelu, "norm": lossy.norm, "clamp": lossy.clamp},
             "settings": settings.key_params(),
             "width": cfg.width,
-            "files": [[f.name, file_sha256(f)] for f in files],
+            "files": hashed,
             "sample_rate": self.sample_rate,
             "eval": ev.key,
             "torch": torch.__version__,
@@ -873,16 +878,12 @@ def _candidates(dim: Any) -> list[Any]:
     return [dim]
 
 
-def original_outputs(model: Any, mixtures: np.ndarray, batch: int = 4) -> np.ndarray:
+def original_outputs(model: Any, mixtures: np.ndarray) -> np.ndarray:
     """The original float model's outputs on ``mixtures`` (``[n, W]``), float32 ``[n, n_src, 1, W]``: the model as
-    loaded from the checkpoint, in torch, a few clips at a time (the objective's reference; ``hefsweep promote``
-    recomputes it the same way)."""
-    import torch
+    loaded from the checkpoint, in torch (the objective's reference; ``hefsweep promote`` recomputes it the same way)."""
+    from harness.model import separate
 
-    x = torch.from_numpy(np.array(mixtures[:, None, None, :], dtype=np.float32))  # a writable copy
-    with torch.no_grad():
-        out = np.concatenate([model(x[i : i + batch]).numpy() for i in range(0, len(x), batch)])
-    return out.astype(np.float32, copy=False)
+    return separate(model, mixtures)
 
 
 def _metrics(

@@ -193,10 +193,13 @@ def training_signals(files: Sequence[Path], sample_rate: int, width: int) -> lis
 
 
 # -- training -----------------------------------------------------------------------------------------------------
-def _neg_snr(est: Any, ref: Any) -> Any:
-    """Mean over sources and clips of -SNR(est vs ref) in dB, on ``[N, n_src, 1, T]`` tensors."""
+def _neg_snr(est: Any, ref: Any, whole: bool = False) -> Any:
+    """Mean of -SNR(est vs ref) in dB: per source and clip on ``[N, n_src, 1, T]`` outputs, or (``whole``) per clip
+    over a whole feature map (all channels and frames) ``[N, C, 1, F]``."""
     import torch
 
+    if whole:
+        est, ref = est.flatten(1), ref.flatten(1)
     num = ref.pow(2).sum(dim=-1) + _EPS
     den = (est - ref).pow(2).sum(dim=-1) + _EPS
     return -(10.0 * torch.log10(num / den)).mean()
@@ -223,15 +226,6 @@ class _Features:
             h.remove()
 
 
-def _neg_snr_whole(est: Any, ref: Any) -> Any:
-    """Mean over clips of -SNR in dB over a whole feature map (all channels and frames) ``[N, C, 1, F]``."""
-    import torch
-
-    num = ref.pow(2).flatten(1).sum(dim=1) + _EPS
-    den = (est - ref).pow(2).flatten(1).sum(dim=1) + _EPS
-    return -(10.0 * torch.log10(num / den)).mean()
-
-
 def _forced_loss(student: Any, teacher: Any, x: Any) -> Any:
     """Teacher-forced block losses: the bottleneck and every TCN block of the student on the teacher's inputs."""
     import torch
@@ -245,24 +239,20 @@ def _forced_loss(student: Any, teacher: Any, x: Any) -> Any:
             targets.append((res, skip))
             stream.append(stream[-1] + res)
     s_tf = student.enc_activation(student.encoder(x))
-    terms = [_neg_snr_whole(student.masker.bottleneck(s_tf), t_out)]
+    terms = [_neg_snr(student.masker.bottleneck(s_tf), t_out, whole=True)]
     for block, inp, (res, skip) in zip(student.masker.TCN, stream, targets, strict=False):
         s_res, s_skip = block(inp)
-        terms.append(_neg_snr_whole(s_res, res))
+        terms.append(_neg_snr(s_res, res, whole=True))
         if skip is not None and s_skip is not None:
-            terms.append(_neg_snr_whole(s_skip, skip))
+            terms.append(_neg_snr(s_skip, skip, whole=True))
     return sum(terms) / len(terms)
 
 
-def _outputs(model: Any, x: np.ndarray, chunk: int = 4) -> np.ndarray:
-    """``model`` on ``[n, W]`` mixtures -> ``[n, n_src, 1, W]`` (no grad, a few rows at a time)."""
-    import torch
+def _outputs(model: Any, x: np.ndarray) -> np.ndarray:
+    """``model`` on ``[n, W]`` mixtures -> ``[n, n_src, 1, W]`` (:func:`harness.model.separate`)."""
+    from harness.model import separate
 
-    outs = []
-    with torch.no_grad():
-        for i in range(0, len(x), chunk):
-            outs.append(model(torch.from_numpy(np.array(x[i : i + chunk], dtype=np.float32))[:, None, None, :]).numpy())
-    return np.concatenate(outs)
+    return separate(model, x)
 
 
 def _loss_on(student: Any, x: np.ndarray, target: np.ndarray) -> float:
@@ -365,7 +355,7 @@ def distill(
             loss = _neg_snr(student(x), target)
         if step >= forced_steps and t_feats is not None and s_feats is not None:
             pairs = list(zip(s_feats.take(), t_feats.take(), strict=True))
-            loss = loss + settings.feature_weight * sum(_neg_snr_whole(a, b) for a, b in pairs) / len(pairs)
+            loss = loss + settings.feature_weight * sum(_neg_snr(a, b, whole=True) for a, b in pairs) / len(pairs)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, settings.clip_grad)

@@ -10,6 +10,7 @@ from harness.model._convtasnet import (
     Masks,
     SourceSoftmax,
     TDConvNet4D,
+    separate,
     softmax_over_sources,
 )
 from harness.model._norms import EPS, NORM_CLASSES, AffineNorm, ChanLN, GlobLN, IdentityNorm, NormBase
@@ -34,5 +35,6 @@ __all__ = [
     "TDConvNet4D",
     "load_checkpoint",
     "save_checkpoint",
+    "separate",
     "softmax_over_sources",
 ]

@@ -18,13 +18,14 @@ changing the function: the separator may return its masks as a *tuple* of ``n_sr
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from harness.model._config import ConvTasNetConfig
 from harness.model._norms import NORM_CLASSES, NormBase
 
-__all__ = ["Conv1DBlock4D", "ConvTasNet4D", "Masks", "SourceSoftmax", "TDConvNet4D", "softmax_over_sources"]
+__all__ = ["Conv1DBlock4D", "ConvTasNet4D", "Masks", "SourceSoftmax", "TDConvNet4D", "separate", "softmax_over_sources"]
 
 #: What the separator returns: one source-major tensor ``[N, n_src * C, 1, F]`` or one tensor ``[N, C, 1, F]`` per
 #: source (after the per-source mask rewrite).
@@ -279,3 +280,11 @@ class ConvTasNet4D(nn.Module):
         if not isinstance(masked, torch.Tensor):  # per-source masked encodings into the grouped decoder
             masked = torch.cat(masked, dim=1)
         return nn.functional.conv_transpose2d(masked, dec.weight, None, dec.stride, 0, (0, extra), dec.groups, 1)
+
+
+def separate(model: nn.Module, mixtures: np.ndarray, batch: int = 4) -> np.ndarray:
+    """``model`` on mixtures ``[n, W]`` -> float32 ``[n, n_src, 1, W]``, without gradients, ``batch`` clips at a time."""
+    x = torch.from_numpy(np.array(mixtures[:, None, None, :], dtype=np.float32))  # a writable copy
+    with torch.no_grad():
+        out = np.concatenate([model(x[i : i + batch]).numpy() for i in range(0, len(x), batch)])
+    return out.astype(np.float32, copy=False)
