@@ -371,8 +371,13 @@ def _grade(trial: Any, result: TrialResult, space: SearchSpace) -> float:
     trial.set_constraint("compile", 0.0)
     floor = space.worst_clip_floor_db
     worst = result.metrics["si_snr_worst_db"]
-    gap = max(floor - worst, 0.0) if floor is not None and math.isfinite(worst) else (0.0 if floor is None else 100.0)
-    trial.set_constraint("worst_clip", gap)  # never NaN: Optuna refuses it
+    if floor is None:
+        gap = 0.0
+    elif math.isfinite(worst):
+        gap = max(floor - worst, 0.0)
+    else:
+        gap = 100.0  # a NaN worst clip is far from any floor; Optuna refuses a NaN constraint
+    trial.set_constraint("worst_clip", gap)
     return float(result.metrics["si_snr_db"])
 
 
