@@ -60,6 +60,15 @@ class TrialConfig:
     calib_method: str = "minmax"
     override_set: str = "none"
     recover_steps: int = 0
+    tile_width: int | None = None
+    tile_context: int | None = None
+    segments: int = 1
+    n_filters: int | None = None
+    bn_chan: int | None = None
+    hid_chan: int | None = None
+    skip_chan: int | None = None
+    n_blocks: int | None = None
+    n_repeats: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Flat parameters (for MLflow params and cache keys)."""

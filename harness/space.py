@@ -42,7 +42,16 @@ Schema (every key optional unless marked; unknown keys are rejected)::
       calib_method: [minmax, percentile]
       override_set: [none, io16]
       recover_steps: [0, 500]          # distillation steps after lossy substitutions (0 = off; harness/recover.py)
+      tile_width: [null, 3200]         # time tiling: the model is built at this W and run over `width`-long audio
+                                       #   as overlapping windows (null = untiled; harness/tiling.py)
+      tile_context: [null, 512]        # samples of context each side of a tile (null = the receptive field)
+      segments: [1, 3]                 # split HEFs: K consecutive segments at module boundaries (1 = one HEF;
+                                       #   harness/segments.py)
+      n_filters: null                  # capacity (mode: frontier): asteroid model_args; null = the checkpoint's
+      bn_chan: null                    #   (also hid_chan, skip_chan, n_blocks, n_repeats)
     recover_seconds: 300               # time budget of one recover stage (training stops when it is reached)
+    mode: search                       # search (maximise si_snr_db) | frontier (maximise capacity subject to
+                                       #   compiling: "what is the largest model this chip can take")
     enqueue:                           # configurations to try first (dimension -> value; others sampled)
       - {prelu: keep, calib_fill: pad}
     override_sets:                     # names used by dimensions.override_set
@@ -93,7 +102,14 @@ MASK_MULS = ("repeat", "per_source")
 #: The exact topology dimensions at their defaults (the model's own forms).
 EXACT_DEFAULTS: dict[str, str] = {"gln_stats": "joint", "decoder": "grouped", "mask_mul": "repeat"}
 #: Dimensions left out of the fingerprint at these defaults (studies made before they existed stay valid).
-FINGERPRINT_DEFAULTS: dict[str, Any] = {**EXACT_DEFAULTS, "recover_steps": 0}
+#: The capacity dimensions (``mode: frontier``; null = the checkpoint's own value), asteroid ``model_args`` names.
+ARCH_DIMS = ("n_filters", "bn_chan", "hid_chan", "skip_chan", "n_blocks", "n_repeats")
+#: The deployment-shape dimensions at their defaults (monolithic, untiled).
+DEPLOY_DEFAULTS: dict[str, Any] = {"tile_width": None, "tile_context": None, "segments": 1}
+#: Dimensions left out of the fingerprint at these defaults (studies made before they existed stay valid).
+FINGERPRINT_DEFAULTS: dict[str, Any] = {
+    **EXACT_DEFAULTS, "recover_steps": 0, **DEPLOY_DEFAULTS, **dict.fromkeys(ARCH_DIMS),
+}
 
 
 class IntRange(BaseModel):
@@ -210,6 +226,15 @@ class Dimensions(BaseModel):
     calib_method: Dimension = "minmax"
     override_set: Dimension = "none"
     recover_steps: Dimension = 0
+    tile_width: Dimension = None
+    tile_context: Dimension = None
+    segments: Dimension = 1
+    n_filters: Dimension = None
+    bn_chan: Dimension = None
+    hid_chan: Dimension = None
+    skip_chan: Dimension = None
+    n_blocks: Dimension = None
+    n_repeats: Dimension = None
 
     @model_validator(mode="after")
     def _check(self) -> Dimensions:
@@ -237,6 +262,20 @@ class Dimensions(BaseModel):
         for v in _values(self.recover_steps, "recover_steps"):
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"recover_steps: {v!r}; expected an integer >= 0 (0 = no recovery)")
+        for v in _values(self.tile_width, "tile_width"):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 256):
+                raise ValueError(f"tile_width: {v!r}; expected null (untiled) or an integer >= 256 samples")
+        for v in _values(self.tile_context, "tile_context"):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise ValueError(f"tile_context: {v!r}; expected null (the receptive field) or an integer >= 0 samples")
+        for v in _values(self.segments, "segments"):
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 16:
+                raise ValueError(f"segments: {v!r}; expected an integer in [1, 16] (1 = one HEF)")
+        for key in ARCH_DIMS:
+            for v in _values(getattr(self, key), key):
+                low = 0 if key == "skip_chan" else 1
+                if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < low):
+                    raise ValueError(f"{key}: {v!r}; expected null (the checkpoint's) or an integer >= {low}")
         for v in _values(self.clamp, "clamp"):
             if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v <= 0):
                 raise ValueError(f"clamp: {v!r}; expected null or a positive number")
@@ -277,6 +316,7 @@ class SearchSpace(BaseModel):
     compile_top_k: Annotated[int, Field(ge=1)] | None = None
     layer_noise_clips: Annotated[int, Field(ge=0, le=16)] = 1
     recover_seconds: Annotated[float, Field(gt=0)] = 300.0
+    mode: Literal["search", "frontier"] = "search"
     dimensions: Dimensions = Dimensions()
     override_sets: dict[str, tuple[OverrideModel, ...]] = Field(default_factory=lambda: {"none": ()})
     enqueue: tuple[dict[str, Scalar], ...] = ()
@@ -319,7 +359,9 @@ class SearchSpace(BaseModel):
         for key, default in FINGERPRINT_DEFAULTS.items():
             if dims[key] == default:  # not in the space's fingerprint at the default: older studies stay valid
                 del dims[key]
+        out: dict[str, Any] = {"mode": self.mode} if self.mode != "search" else {}
         return {
+            **out,
             "dimensions": dims,
             "override_sets": {k: [o.model_dump(mode="json") for o in v] for k, v in self.override_sets.items()},
             "backend": self.backend,
