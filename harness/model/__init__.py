@@ -13,9 +13,27 @@ from harness.model._convtasnet import (
     separate,
     softmax_over_sources,
 )
+from harness.model._resize import (
+    CAPACITY_DIMS,
+    RESIZE_VERSION,
+    Capacity,
+    Resized,
+    capacity,
+    changed_values,
+    resize_model,
+    resized_config,
+)
 from harness.model._norms import EPS, NORM_CLASSES, AffineNorm, ChanLN, GlobLN, IdentityNorm, NormBase
 
 __all__ = [
+    "CAPACITY_DIMS",
+    "RESIZE_VERSION",
+    "Capacity",
+    "Resized",
+    "capacity",
+    "changed_values",
+    "resize_model",
+    "resized_config",
     "DEMO_CONFIG",
     "EPS",
     "IGNORED_MODEL_ARGS",
