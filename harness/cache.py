@@ -21,6 +21,7 @@ Layout under the root (``<root>/cache`` by default, or ``$HEFSWEEP_CACHE_DIR``, 
     failed/<stage>-<key12>-<id>/  output of failed builds that were not recorded (transient causes, or a
                                   failure another worker recorded first), kept for the trial's artifacts
     tmp/                          builds in progress
+    locks/<stage>-<key>           in-flight markers of builds in progress (:mod:`harness._inflight`)
     trash/                        entries being deleted by :meth:`StageCache.prune`
     reuse/, repairs/              owned by the pipeline (shared calibration ranges, repair logs)
 
@@ -48,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from harness._inflight import DEFAULT_STALE_AFTER, InFlight, holding
 from harness.failures import Failure, classify, classify_with_log
 from harness.isolation import IsolatedFailure
 
@@ -73,7 +75,7 @@ log = logging.getLogger("harness.cache")
 CACHE_DIR_ENV = "HEFSWEEP_CACHE_DIR"
 
 #: Top-level folders of the cache root that are not stages.
-RESERVED = frozenset({"tmp", "failed", "failures", "trash", "reuse", "repairs"})
+RESERVED = frozenset({"tmp", "failed", "failures", "trash", "reuse", "repairs", "locks"})
 
 #: ``tmp/`` and ``failed/`` folders untouched for this long are leftovers that ``prune`` removes.
 LEFTOVER_AGE_S = 3600.0
@@ -452,14 +454,27 @@ class StageCache:
     nothing published is ever modified or overwritten, and :meth:`prune` renames an entry away before deleting
     it, so a reader sees a whole entry or none.
 
+    Two workers that need one key at once do not both build it: the first leaves an in-flight marker
+    (:mod:`harness._inflight`) and the others wait for its entry or failure record; a marker whose owner died is
+    broken at once on its machine, or after ``stale_after`` seconds without a refresh from another machine.
+
     Args:
         root: The cache folder (see :func:`default_cache_root`).
         record_failures: Record deterministic build failures and replay them (default True).
+        dedupe: Wait for another worker's build of the same key instead of building it too (default True).
+        stale_after: Seconds without a refresh after which another worker's in-flight marker is broken.
     """
 
-    def __init__(self, root: Path, record_failures: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        record_failures: bool = True,
+        dedupe: bool = True,
+        stale_after: float = DEFAULT_STALE_AFTER,
+    ) -> None:
         self.root = Path(root)
         self.record_failures = record_failures
+        self.inflight = InFlight(self.root, stale_after) if dedupe else None
 
     def path(self, stage: str, key: str) -> Path:
         """Where the entry for ``key`` lives (whether or not it exists)."""
@@ -502,10 +517,44 @@ class StageCache:
     ) -> StageEntry:
         """Return the entry for ``key``, building it with ``fn(tmpdir) -> meta`` if it is not published yet.
 
+        While another worker builds ``key`` (its in-flight marker is live), wait for its entry or failure record
+        instead of building it too.
+
         Raises:
             CachedBuildError: ``fn`` raised (``cause`` is what it raised; its partial output is kept in
                 ``failed_dir``), or an earlier build of ``key`` failed for a recorded reason (``replayed``;
                 ``fn`` is not called). ``KeyboardInterrupt`` and ``SystemExit`` propagate unwrapped.
+        """
+        found = self._ready(stage, key)
+        if found is not None:
+            return found
+        marker = None
+        if self.inflight is not None and not holding():
+            while marker is None:
+                marker = self.inflight.try_acquire(stage, key)
+                if marker is None:  # another worker builds it: its entry or failure record is ours too
+                    found = self.inflight.wait(stage, key, lambda: self._ready(stage, key))
+                    if found is not None:
+                        return found  # type: ignore[no-any-return]
+            try:
+                found = self._ready(stage, key)  # published between our miss and our marker
+            except BaseException:
+                marker.release()
+                raise
+            if found is not None:
+                marker.release()
+                return found
+        try:
+            return self._build(stage, key, fn, clock)
+        finally:
+            if marker is not None:
+                marker.release()
+
+    def _ready(self, stage: str, key: str) -> StageEntry | None:
+        """The published entry, or None if there is none yet.
+
+        Raises:
+            CachedBuildError: a replayable failure of ``key`` is recorded.
         """
         found = self.lookup(stage, key)
         if found is not None:
@@ -519,7 +568,11 @@ class StageCache:
                 # e.g. a harness bug recorded by an older version: retry the build instead of replaying it
                 log.info("%s %s: recorded failure dropped: %s", stage, key[:12], stale)
                 self.remove(CacheItem("failure", stage, key, record.path, 0, 0.0))
+        return None
 
+    def _build(
+        self, stage: str, key: str, fn: Callable[[Path], dict[str, Any]], clock: Callable[[], float] | None
+    ) -> StageEntry:
         now = clock or time.monotonic
         tmp = self.root / "tmp" / f"{stage}-{key[:12]}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
