@@ -208,6 +208,20 @@ class OverrideModel(BaseModel):
                 )
         return v
 
+    @model_validator(mode="after")
+    def _lever(self) -> OverrideModel:
+        """Compiler levers (performance_param, resources_param, ...) are global with a checked value."""
+        from harness.backends._overrides import LEVER_KINDS, LeverValueError, lever_args
+
+        if self.kind in LEVER_KINDS:
+            if self.layers:
+                raise ValueError(f"{self.kind} without layers (a global compiler lever)")
+            try:
+                lever_args(self.kind, self.value)
+            except LeverValueError:
+                raise ValueError(f"{self.kind} value: {LEVER_KINDS[self.kind][1]}") from None
+        return self
+
 
 class Dimensions(BaseModel):
     """The searched (or fixed) dimensions of a trial."""

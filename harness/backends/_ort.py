@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends._overrides import resolve_targets
+from harness.backends._overrides import LEVER_KINDS, resolve_targets
 from harness.backends._protocol import Compiled, Optimized, OverrideSet, QuantSettings, Translated
 
 __all__ = ["OrtBackend"]
@@ -207,6 +207,9 @@ class OrtBackend:
         applied: list[str] = []
         ignored: list[str] = []
         for ov in overrides.overrides:
+            if ov.kind in LEVER_KINDS:
+                ignored.append(f"{ov.kind}: a compiler (allocator) lever; ONNX Runtime has no allocator (Hailo only)")
+                continue
             if ov.kind != "precision16":
                 ignored.append(f"{ov.kind}: not supported by the ONNX Runtime backend (Hailo only)")
                 continue

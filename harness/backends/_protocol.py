@@ -44,6 +44,10 @@ OverrideKind = Literal[
     "optimization_level",
     "compression_level",
     "global_avgpool_reduction",
+    "performance_param",
+    "resources_param",
+    "context_switch_param",
+    "allocator_param",
 ]
 
 
@@ -59,6 +63,13 @@ class Override:
             ``global_avgpool_reduction``: split the matched avgpools' large kernels (Hailo's
             ``pre_quantization_optimization(global_avgpool_reduction, ...)``; value = a W division factor ``k``,
             written ``division_factors=[1, k]``).
+            Compiler (allocator) levers, global, one simple value each, written as Hailo's model-zoo scripts write
+            them (docs/allocator_levers.md): ``performance_param``: ``compiler_optimization_level`` (0, 1, 2 or
+            ``"max"``); ``resources_param``: utilization caps in (0, 1] -- a number caps compute, control and
+            memory alike, a string ``"compute=0.8,control=0.85,memory=0.8"`` caps the named ones
+            (``max_<name>_utilization=``); ``context_switch_param``: ``mode`` (``enabled``, ``disabled`` or
+            ``allowed``); ``allocator_param``: the allocator's ``timeout`` (seconds as an integer, or ``"25m"`` /
+            ``"5h"``). ONNX Runtime has no allocator: it lists them as ignored.
         layers: Glob patterns over layer names (ONNX node or tensor names for ONNX Runtime, HN layer names for
             Hailo; for Hailo also ``type:<glob>`` over HN types and ``role:<name>`` over roles read from the HN
             graph, e.g. ``role:gln_var_pool``, see :mod:`harness.backends.hailo._layers`). Empty for global kinds.

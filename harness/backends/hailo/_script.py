@@ -18,6 +18,13 @@ unless noted):
   MZ only shows ``[2, 2]`` on 2-D pools. hefsweep reads them as (H, W) factors [I]: Conv-TasNet's GlobLN pools are
   ``H = 1`` and average over W (kernel ``[1, 1, 1999, 1]`` in the real HN), so an override value ``k`` is written
   ``division_factors=[1, k]``; an explicit pair ``"a,b"`` (or ``(a, b)`` in code) is written as given.
+- compiler (allocator) levers, one line per command after the optimizer lines, in the forms of MZ ``cfg/alls/``
+  (``docs/allocator_levers.md``, [C] syntax, effect not public): ``performance_param(compiler_optimization_level=
+  max)``; ``resources_param(max_compute_utilization=0.8, max_control_utilization=0.8, max_memory_utilization=0.8)``;
+  ``context_switch_param(mode=enabled)``; ``allocator_param(timeout=25m)`` / ``allocator_param(timeout=43200)``.
+  Values are checked and formatted by :func:`harness.backends._overrides.lever_args`; a later override of the same
+  kind replaces an earlier one. They are also kept apart (:attr:`ModelScript.compiler_lines`) for a caller that
+  re-loads them before ``compile()``, as MZ ``compile_model`` does with its allocator script [C].
 
 Layer arguments are explicit lists ``[convtas/avgpool2, ...]`` of validated scoped HN names. A list of at least
 :data:`GLOB_SET_MIN` names that is *exactly* the set of HN layers whose bare names start with one identifier
@@ -45,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.backends._overrides import LEVER_KINDS, LeverValueError, lever_args
 from harness.backends._protocol import Override, OverrideSet, QuantSettings
 from harness.backends.hailo._layers import LayerTable, bare_name, match_patterns
 from harness.errors import ConfigError
@@ -78,6 +86,7 @@ class ModelScript:
         clipped: HN layers with activation clipping, not counting a global ``{*}``.
         avgpool_reduction: HN layers given ``global_avgpool_reduction``.
         division_factors: The ``division_factors`` written for them (one pair per override, in order).
+        compiler_lines: The compiler (allocator) lever lines, as written at the end of ``text``.
     """
 
     text: str
@@ -88,6 +97,7 @@ class ModelScript:
     clipped: tuple[str, ...] = ()
     avgpool_reduction: tuple[str, ...] = ()
     division_factors: tuple[tuple[int, int], ...] = ()
+    compiler_lines: tuple[str, ...] = ()
 
     def write(self, path: Path) -> Path:
         """Write the text to ``path`` and return it."""
@@ -102,6 +112,7 @@ class ModelScript:
             "clipped_layers": list(self.clipped),
             "global_avgpool_reduction_layers": list(self.avgpool_reduction),
             "global_avgpool_reduction_factors": [list(f) for f in self.division_factors],
+            "compiler_levers": list(self.compiler_lines),
         }
 
 
@@ -229,6 +240,7 @@ def build_script(
     clipped: list[str] = []
     reduced: list[str] = []
     factors: list[tuple[int, int]] = []
+    levers: dict[str, str] = {}  # command -> its line; a later override of the same kind replaces an earlier one
 
     def arg(names: list[str]) -> str:
         return _layers_arg(names, all_names)
@@ -306,6 +318,16 @@ def build_script(
             reduced += names
             factors.append((a, b))
             applied.append(f"global_avgpool_reduction by [{a}, {b}] on {where(ov, names, text)}")
+        elif ov.kind in LEVER_KINDS:
+            if ov.layers:
+                raise ConfigError(f"override {ov.kind}", f"layers {list(ov.layers)}", "none (a global compiler lever)")
+            try:
+                text = lever_args(ov.kind, ov.value)
+            except LeverValueError:
+                raise ConfigError(f"override {ov.kind}", repr(ov.value), LEVER_KINDS[ov.kind][1]) from None
+            command = LEVER_KINDS[ov.kind][0]
+            levers.pop(command, None)
+            levers[command] = f"{command}({text})"
         else:  # pragma: no cover - OverrideKind is a closed Literal
             raise ConfigError(f"override kind {ov.kind!r}", "unknown", "a kind from harness.backends.Override")
 
@@ -318,8 +340,9 @@ def build_script(
         applied.append(f"layer noise analysis {layer_noise}")
     elif layer_noise != "default":
         raise ConfigError("backend option layer_noise", repr(layer_noise), "one of 'default', 'enabled', 'disabled'")
+    applied += [f"compiler lever {line}" for line in levers.values()]
     return ModelScript(
-        text="\n".join(head + body) + "\n",
+        text="\n".join(head + body + list(levers.values())) + "\n",
         applied=tuple(applied),
         ignored=tuple(ignored),
         negative_exponent=tuple(dict.fromkeys(negexp)),
@@ -327,4 +350,5 @@ def build_script(
         clipped=tuple(dict.fromkeys(clipped)),
         avgpool_reduction=tuple(dict.fromkeys(reduced)),
         division_factors=tuple(factors),
+        compiler_lines=tuple(levers.values()),
     )

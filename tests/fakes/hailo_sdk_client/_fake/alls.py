@@ -7,9 +7,16 @@ automatically, fully scoped ``<net>/<layer>`` names.
 not have raises "Layer … not found in model" (HD ``issues.md``). Honoured: ``negative_exponent``,
 ``calibration``, ``checker_cfg``, ``model_optimization_flavor``, ``quantization_param(precision_mode=)``,
 ``activation_clipping`` and ``global_avgpool_reduction`` (``layers=[…], division_factors=[a, b]``); other commands
-(e.g. the allocator's ``performance_param``/``resources_param``/``context_switch_param``/``allocator_param``) are
-syntax-checked and ignored [I]. The exception class of the latter is a guess
+are syntax-checked and ignored [I]. The exception class of the latter is a guess
 [I] (the script parser's class), as is raising it at load time rather than at ``optimize()``.
+
+Compiler (allocator) commands ``performance_param`` / ``resources_param`` / ``context_switch_param`` /
+``allocator_param``: keyword arguments only, with the keys Hailo's model-zoo scripts use (``cfg/alls/``, [C]; see
+``docs/allocator_levers.md``) and checked values for the levers hefsweep writes (``compiler_optimization_level`` 0 /
+1 / 2 / max, utilizations >= 0, ``mode`` enabled / disabled / allowed, timeouts as seconds or ``<n>m`` / ``<n>h``).
+A key outside those lists, a positional argument or a bad value is a malformed line [I] (the real parser's reaction
+to a misspelt allocator key is not public). They are recorded in :attr:`ScriptConfig.compiler` and have **no
+effect** on the fake's allocation: what they do on the real allocator is not public [I].
 """
 
 from __future__ import annotations
@@ -46,6 +53,34 @@ _COMMANDS = {
     "transpose",
     "set_seed",
 }
+#: Keyword arguments of the compiler commands as MZ ``cfg/alls/*.alls`` (c83fc03) spell them [C].
+_COMPILER_KEYS: dict[str, frozenset[str]] = {
+    "performance_param": frozenset(
+        {"compiler_optimization_level", "optimize_for_batch", "optimize_for_power", "optimization_level", "fps"}
+    ),
+    "resources_param": frozenset(
+        {"max_utilization", "max_compute_utilization", "max_control_utilization", "max_memory_utilization",
+         "max_compute_16bit_utilization", "max_input_aligner_utilization", "max_apu_utilization", "strategy"}
+    ),  # fmt: skip
+    "context_switch_param": frozenset(
+        {"mode", "toposort_mode", "slotter_chances", "auto_partition_to_buckets", "share_buckets_partition",
+         "berkitizer_min_size", "berkitizer_bucket_size", "allow_auto_merge_in_multicontext"}
+    ),  # fmt: skip  (the last key: a public caller, not MZ)
+    "allocator_param": frozenset(
+        {"automatic_reshapes", "enable_auto_spatial_reshapes", "enable_partial_row_buffers", "automatic_ddr",
+         "width_splitter_defuse", "spatial_defuse_legacy", "timeout", "enable_fixer",
+         "enable_post_split_average_buffers", "enable_auto_spatial_collapse", "optimize_pipeline_stoppage",
+         "disable_row_per_cut", "merge_min_layer_utilization", "max_auto_defuse", "enable_muxer", "splitter_timeout",
+         "enable_lcu_ecc", "cluster_timeout", "automatic_l4_portals", "validate", "seed", "ppu_reshape_slack",
+         "max_auto_merge_depth", "input_layer_max_successors", "fps_ratio_impact", "enable_swapper",
+         "enable_single_buffer_for_feasibility", "enable_lanes", "enable_hw_padding", "enable_defuse_with_slack",
+         "enable_collapser", "enable_axis_upsize", "enable_automatic_offdevice_outputs",
+         "enable_automatic_features_chunks", "defuse_by_validator", "calculate_power", "automatic_resize_reshapes",
+         "automatic_l4_portals_l3_cuts_threshold", "automatic_ddr_l3_cuts_threshold", "auto_split_const_inputs",
+         "force_map_on_mirror", "strategy", "run_format_fixer", "enable_automatic_join"}
+    ),  # fmt: skip
+}
+_TIMEOUT = re.compile(r"\d+[smh]?")
 _LINE = re.compile(r"(?:(?P<assign>[A-Za-z_]\w*)\s*=\s*)?(?P<cmd>[a-z_]+)\((?P<args>.*)\)", re.S)
 _TOKEN = re.compile(r"[A-Za-z0-9_./*?\-\[\]]+")
 
@@ -63,6 +98,7 @@ class ScriptConfig:
     optimization_level: int = 2
     compression_level: int = 1
     checker: str | None = None  # model_optimization_config(checker_cfg, policy=enabled|disabled); None: the default
+    compiler: dict[str, dict[str, str]] = field(default_factory=dict)  # command -> key -> value (no effect [I])
     other: list[str] = field(default_factory=list)
 
 
@@ -135,6 +171,22 @@ def _number(value: str, line: str) -> float:
         raise _fail(line) from None
 
 
+def _compiler(cmd: str, pos: list[str], kw: dict[str, str], line: str) -> dict[str, str]:
+    """Check a compiler command's arguments (see the module docstring); return its keyword arguments."""
+    if pos or not kw or set(kw) - _COMPILER_KEYS[cmd]:
+        raise _fail(line)
+    for key, value in kw.items():
+        if key == "compiler_optimization_level" and value not in ("0", "1", "2", "max"):
+            raise _fail(line)
+        if key.endswith("utilization") and _number(value, line) < 0:
+            raise _fail(line)
+        if cmd == "context_switch_param" and key == "mode" and value not in ("enabled", "disabled", "allowed"):
+            raise _fail(line)
+        if key.endswith("timeout") and not _TIMEOUT.fullmatch(value):
+            raise _fail(line)
+    return kw
+
+
 def parse_script(text: str, net: str, layer_names: list[str], into: ScriptConfig | None = None) -> ScriptConfig:
     """Parse ``text``; raise on syntax errors and unknown layers; return the accumulated config."""
     cfg = into if into is not None else ScriptConfig()
@@ -200,6 +252,8 @@ def parse_script(text: str, net: str, layer_names: list[str], into: ScriptConfig
             lo, hi = (_number(v, line) for v in values)
             for t in targets:
                 cfg.clipping[t] = ("manual" if mode == "manual" else "percentile", lo, hi)
+        elif cmd in _COMPILER_KEYS:
+            cfg.compiler.setdefault(cmd, {}).update(_compiler(cmd, pos, kw, line))
         else:
             cfg.other.append(line)
     return cfg
