@@ -115,9 +115,11 @@ class AddOverride:
     ``value`` is the override's value, or a function of the failure giving it; ``only`` (a regex full-matched
     against the layer's bare name, e.g. ``avgpool\\d+``) limits the fix to layers of one kind.
 
-    The family form (``convtas/avgpool*``) applies only when the current set already gives ``kind`` to another
-    member of the family: the failure moved along the family after a per-layer fix, so fixing one layer at a
-    time would take as many retries as the family has members.
+    The family form applies at once when the backend gives the layer's role family (``role:gln_var_pool``, read
+    from the graph): its members play the same part, so they share the cause (the seed's GlobLN variance pools
+    all pool the same kernel) and fixing one layer at a time would take as many optimize passes as the role has
+    members. The name family (``convtas/avgpool*``, which mixes roles) applies only when the current set already
+    gives ``kind`` to another member: the failure moved along the family after a per-layer fix.
     """
 
     kind: OverrideKind
@@ -139,12 +141,15 @@ class AddOverride:
             target = family or names
             if target is None or target in existing:
                 return None
-            if not any(not _is_glob(p) and p != layer and family_pattern(p) == names for p in existing):
+            if family is not None:
+                what = f"{self.kind} on every {_bare(target)} layer (the role of {_bare(layer)}: fixed all at once)"
+            elif not any(not _is_glob(p) and p != layer and family_pattern(p) == names for p in existing):
                 return None
-            what = f"{self.kind} on every {_bare(target)} layer (a sibling fix moved the failure along the family)"
+            else:
+                what = f"{self.kind} on every {_bare(target)} layer (a sibling fix moved the failure along the family)"
         else:
             target = layer
-            if any(_covers(p, layer) for p in existing):
+            if any(_covers(p, layer) for p in existing) or (family is not None and family in existing):
                 return None
             what = f"{self.kind} on {layer}"
         if callable(self.value) and value is not None:
@@ -263,8 +268,9 @@ _NO_SCRIPT_LEVER = r"(grouped_deconv|reshape_needed|unexpected_crash|compilation
 #:
 #: Order per signature:
 #:
-#: - ``*:NegativeSlopeExponentNonFixable:<layer>``: negative_exponent on the layer -> on its family (once the
-#:   failure moved to a sibling) -> global_avgpool_reduction on the layer -> on its family (avgpool layers only;
+#: - ``*:NegativeSlopeExponentNonFixable:<layer>``: negative_exponent on the layer's role family at once (where the
+#:   backend gives one: ``role:gln_var_pool``), else on the layer -> on its name family (once the failure moved to a
+#:   sibling) -> global_avgpool_reduction on the layer -> on its family (avgpool layers only;
 #:   factor from the missing bits) -> 16-bit on the layer -> on its family -> activation clipping at 99.99 on
 #:   the layer;
 #: - ``…not found in model``: retarget the override to the layer it stands for, or drop it;
