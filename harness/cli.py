@@ -61,7 +61,7 @@ class Sweep(Command):
         for sig, n in sorted(s.signatures.items(), key=lambda kv: -kv[1]):
             print(f"  {n:3d} x {sig}")
         if s.best_value is not None:
-            print(f"best this run: trial #{s.best_trial} si_snr_db={s.best_value:.2f} (MLflow run {s.best_run_id})")
+            print(f"best this run: trial #{s.best_trial} {s.objective}={s.best_value:.2f} (MLflow run {s.best_run_id})")
         print(f"MLflow: parent run {s.parent_run_id}; browse with `hefsweep ui --root {args.root}` ->")
         print("  " + runs_url("http://127.0.0.1:5000", s.experiment_id))
         return 0

@@ -6,6 +6,12 @@ that TPE sees the boundary: "desired shift 10 vs 8 data bits" (violation 2) is c
 allocation failure, which is closer than an unknown failure. The objective value of an infeasible trial is
 :data:`INFEASIBLE_VALUE`; constrained TPE ranks infeasible trials by violation, not by that value.
 
+In ``mode: frontier`` ("what is the largest model this chip can take") the objective of every trial, feasible or
+not, is its capacity (:data:`FRONTIER_OBJECTIVE`: ``capacity_macs``, MACs of one forward pass over the trial's
+input of W samples, so both the architecture and the input width count; :func:`frontier_point`), and feasible
+means every stage passed, compile included (the ``failure`` and ``compile`` constraints; the worst-clip floor does
+not apply: a resized model's SI-SNR is poor until it is retrained).
+
 The table is ordered; the first row whose signature pattern matches wins. A row's grade is either a constant or
 computed from the numbers the classification parsed from the message. Later stages grade lower: a trial that
 failed in ``compile`` got further than one that failed in ``optimize``.
@@ -15,12 +21,19 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from harness.failures import Failure
 
-__all__ = ["INFEASIBLE_VALUE", "UNKNOWN_VIOLATION", "GRADES", "Grade", "violation"]
+__all__ = [
+    "FRONTIER_OBJECTIVE", "INFEASIBLE_VALUE", "UNKNOWN_VIOLATION", "GRADES", "FrontierPoint", "Grade", "frontier_point",
+    "violation",
+]  # fmt: skip
+
+#: The objective of a ``mode: frontier`` trial (maximised): MACs per input of the trial's W samples.
+FRONTIER_OBJECTIVE = "capacity_macs"
 
 #: The objective value recorded for an infeasible (failed) trial.
 INFEASIBLE_VALUE = -50.0
@@ -93,3 +106,40 @@ def violation(failure: Failure) -> float:
             v = float(row.value(failure.numbers) if callable(row.value) else row.value)
             return v if math.isfinite(v) else UNKNOWN_VIOLATION / 2  # Optuna refuses a NaN constraint
     return UNKNOWN_VIOLATION / 2
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """A frontier trial's capacity, known from its parameters alone (also for a trial that fails before export).
+
+    Attributes:
+        metrics: ``capacity_params``, ``capacity_macs`` (per input of W samples) and ``capacity_frames``.
+        changed: The capacity values that differ from the checkpoint's.
+        needs_retraining: Whether the model is not the checkpoint's (its weights are partly slices, partly fresh).
+    """
+
+    metrics: dict[str, float]
+    changed: dict[str, int]
+    needs_retraining: bool
+
+    @property
+    def value(self) -> float:
+        """The objective (:data:`FRONTIER_OBJECTIVE`)."""
+        return self.metrics[FRONTIER_OBJECTIVE]
+
+
+def frontier_point(base: Any, params: Mapping[str, Any]) -> FrontierPoint:
+    """The capacity of the model a trial with ``params`` exports from a checkpoint whose config is ``base``.
+
+    Args:
+        base: The checkpoint's :class:`~harness.model.ConvTasNetConfig`.
+        params: The trial's parameters (capacity dimensions, None = the checkpoint's; ``width``, or ``tile_width``
+            when set: the model's own input).
+    """
+    from harness.model import CAPACITY_DIMS, capacity, changed_values, resized_config
+
+    values = {k: params.get(k) for k in CAPACITY_DIMS}
+    changed = changed_values(base, values)
+    width = params.get("tile_width") or params["width"]  # the width the model is built at (a tile, when tiled)
+    cap = capacity(resized_config(base, changed), int(width))
+    return FrontierPoint(cap.metrics(), changed, bool(changed))

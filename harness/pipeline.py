@@ -175,6 +175,7 @@ class Pipeline:
         self.cache = cache
         self.progress = progress or (lambda stage: None)
         self._model: Any = None
+        self._resized: dict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = {}  # the last trial's resized model
         self._eval: dict[int, Any] = {}
         self._versions: dict[str, str] | None = None
         self._workers: dict[str, Worker] = {}
@@ -201,6 +202,21 @@ class Pipeline:
 
             self._model = load_checkpoint(self.space.checkpoint)
         return self._model
+
+    def trial_model(self, cfg: TrialConfig) -> tuple[Any, dict[str, Any] | None]:
+        """The model a trial exports: the checkpoint's, or (capacity values set and different from the checkpoint's,
+        ``mode: frontier``) the resized one of :func:`harness.model.resize_model` with its provenance (memoized)."""
+        from harness.model import CAPACITY_DIMS, changed_values, resize_model
+
+        changed = changed_values(self.model.config, {k: getattr(cfg, k) for k in CAPACITY_DIMS})
+        if not changed:
+            return self.model, None
+        key = tuple(changed.items())
+        if key not in self._resized:
+            resized = resize_model(self.model, changed)
+            self._resized = {key: (resized.model, {"changed": changed, **resized.info(), "needs_retraining": True})}
+        model, info = self._resized[key]
+        return model, dict(info)
 
     @property
     def sample_rate(self) -> int:
@@ -435,6 +451,13 @@ class Pipeline:
         export_params.update({k: getattr(cfg, k) for k, v in EXACT_DEFAULTS.items() if getattr(cfg, k) != v})
         ev = self.eval_set(cfg.width)
         export_params["eval"] = ev.key  # the fidelity gate's probe clips: its verdict is part of the export's outcome
+        # a resized model (mode: frontier) joins the key only when resized: other trials keep their keys
+        resized = self.trial_model(cfg)[1]
+        if resized is not None:
+            from harness.model import RESIZE_VERSION
+
+            export_params["capacity"] = {**resized["changed"], "resize_version": RESIZE_VERSION}
+            info["resized"] = resized
         # 0. recovery of lossy substitutions (optional): its recovered weights become the export's
         recovered = self._recover(cfg, ckpt_sha, ev, stages, artifacts, info)
         if recovered is not None:
@@ -450,6 +473,23 @@ class Pipeline:
         info["export_ops"] = export.meta["op_counts"]
         info["fidelity"] = export.meta["fidelity"]
         artifacts += [(onnx_path, "export"), (export.path / "export.log", "logs")]
+        # 1b. time tiling (harness/tiling.py): the backend stages get the model exported at the tile width; the
+        # references (original and substituted float) stay untiled on the full clips
+        plan = self._tile_plan(cfg, stages, info)
+        build_onnx, build_key, build_width = onnx_path, export.key, cfg.width
+        if plan is not None:
+            build_width = plan.tile_width
+            tile_export = self._stage(
+                "export_tile",
+                stage_key("export_tile", _VERSIONS["export"], {**export_params, "width": build_width}),
+                lambda d: self._export(
+                    dataclasses.replace(cfg, width=build_width), _Cropped(ev.mixtures[:, :build_width]), d,
+                    recovered.path / "recovered.pt" if recovered is not None else None,
+                ),
+                stages,
+            )
+            build_onnx, build_key = tile_export.path / "model.onnx", tile_export.key
+            artifacts.append((build_onnx, "export_tile"))
 
         # 2. calibration set
         from harness.audio._calibration import MANIFEST_FORMAT, effective_policy
@@ -457,13 +497,13 @@ class Pipeline:
         calib_params = {
             "format": MANIFEST_FORMAT,  # how clips are selected (round-robin over the files) and described
             "files": self._calibration_files()[1],
-            "width": cfg.width,
+            "width": build_width,
             "clip_length": cfg.calib_clip_length,
             # None when no selected clip is shorter than W: pad, repeat and crop then build one set under one key
             "policy": effective_policy(
                 space.data.calibration,
                 sample_rate=self.sample_rate,
-                width=cfg.width,
+                width=build_width,
                 clip_length=cfg.calib_clip_length,
                 policy=cfg.calib_fill,
                 size=cfg.calib_size,
@@ -472,7 +512,7 @@ class Pipeline:
             "sample_rate": self.sample_rate,
         }
         calib = self._stage(
-            "calibrate", stage_key("calibrate", _VERSIONS["calibrate"], calib_params), lambda d: self._calibrate(cfg, d), stages
+            "calibrate", stage_key("calibrate", _VERSIONS["calibrate"], calib_params), lambda d: self._calibrate(dataclasses.replace(cfg, width=build_width), d), stages
         )
         artifacts.append((calib.path / "calibration_manifest.json", "calibration"))
         info["calibration_key"] = calib.meta["manifest_key"]
@@ -501,11 +541,11 @@ class Pipeline:
         # 4-7. backend stages, isolated
         versions = self.backend_versions()
         backend_id = {"backend": space.backend, "options": space.backend_options, **versions}
-        tr_key = stage_key("translate", _VERSIONS["translate"], backend_id, (export.key,))
+        tr_key = stage_key("translate", _VERSIONS["translate"], backend_id, (build_key,))
         tr = self._stage(
             "translate",
             tr_key,
-            lambda d: _to_meta(self._isolated("translate", "translate", d, onnx_path, d), d),
+            lambda d: _to_meta(self._isolated("translate", "translate", d, build_onnx, d), d),
             stages,
         )
         translated = _from_meta(Translated, tr.meta, tr.path)
@@ -565,14 +605,18 @@ class Pipeline:
 
         emu = self._stage(
             "emulate",
-            stage_key("emulate", _VERSIONS["emulate"], {"eval": ev.key}, (opt.key, orig.key)),
-            lambda d: self._emulate(optimized, ev, d, ref_out, on_clip, orig_out),
+            stage_key("emulate", _VERSIONS["emulate"], {"eval": ev.key, **_tiling_key(plan)}, (opt.key, orig.key)),
+            lambda d: self._emulate(optimized, ev, d, ref_out, on_clip, orig_out, plan, build_onnx),
             stages,
         )
         if emu.meta.get("alignment"):
             info["emulate_alignment"] = emu.meta["alignment"]
         info["metrics"], per_clip = _metrics(np.load(emu.path / "outputs.npy"), ref_out, orig_out, ev)
         info["per_clip_si_snr_db"] = [row["si_snr_db"] for row in per_clip]
+        if plan is not None:  # the float tiling gap (exact for local norms) and the deployment recipe, beside the HEF
+            info["metrics"].update(_tiling_metrics(np.load(emu.path / "float_tiled.npy"), ref_out, ev, plan))
+            info["tiling"]["sha256"] = file_sha256(emu.path / "tiling.json")
+            artifacts.append((emu.path / "tiling.json", "compiled"))
         if space.layer_noise_clips:
             from harness.layer_noise import NOISE_VERSION
 
@@ -580,8 +624,8 @@ class Pipeline:
             try:
                 noise = self._stage(
                     "noise",
-                    stage_key("noise", NOISE_VERSION, {"eval": ev.key, "clips": n_noise}, (export.key, opt.key)),
-                    lambda d: self._noise(onnx_path, optimized, ev.mixtures[:n_noise, None, None, :], d),
+                    stage_key("noise", NOISE_VERSION, {"eval": ev.key, "clips": n_noise, **_tiling_key(plan)}, (export.key, opt.key)),
+                    lambda d: self._noise(build_onnx, optimized, _noise_inputs(ev, n_noise, plan), d),
                     stages,
                 )
                 info["layer_noise"], noise_dir = noise.meta, noise.path
@@ -662,10 +706,13 @@ class Pipeline:
         from harness.recover import RECOVER_VERSION, RecoverSettings, needs_recovery, run_recover_stage
 
         spec = _spec(cfg)
-        if not needs_recovery(self.model, spec):
+        student, resized = self.trial_model(cfg)
+        if resized is None and not needs_recovery(self.model, spec):
             info["recover"] = "skipped (exact)"
             return None
         settings = RecoverSettings(steps=cfg.recover_steps, seconds=self.space.recover_seconds)
+        if resized is not None:  # a resized student (mode: frontier): its feature maps are not the teacher's shapes,
+            settings = dataclasses.replace(settings, feature_weight=0.0, forced_fraction=0.0)  # so outputs only
         lossy = spec.without_exact()
         files, hashed = self._calibration_files()
         params = {
@@ -678,11 +725,16 @@ class Pipeline:
             "eval": ev.key,
             "torch": torch.__version__,
         }
+        if resized is not None:  # the student is the resized model (only then in the key: other keys stay)
+            from harness.model import RESIZE_VERSION
+
+            params["capacity"] = {**resized["changed"], "resize_version": RESIZE_VERSION}
         entry = self._stage(
             "recover",
             stage_key("recover", RECOVER_VERSION, params),
             lambda d: run_recover_stage(
-                self.model, spec, files, self.sample_rate, cfg.width, ev.mixtures, settings, d, self.progress
+                self.model, spec, files, self.sample_rate, cfg.width, ev.mixtures, settings, d, self.progress,
+                student=student,
             ),
             stages,
         )
@@ -698,12 +750,13 @@ class Pipeline:
         from harness.substitutions import apply_substitutions
 
         spec = _spec(cfg)
+        base = self.trial_model(cfg)[0]  # the checkpoint's model, or the resized one (mode: frontier)
         if recovered is None:
-            model, fired = apply_substitutions(self.model, spec)
+            model, fired = apply_substitutions(base, spec)
         else:  # the lossy part with the recover stage's weights, then the exact rewrites
             from harness.recover import recovered_model
 
-            model, fired = recovered_model(self.model, spec, recovered)
+            model, fired = recovered_model(base, spec, recovered)
         report = export_onnx(model, cfg.width, d / "model.onnx")
         (d / "export.log").write_text(report.log or "(exporter printed nothing)\n")
         probe = ev.mixtures[:2, None, None, :].astype(np.float32)

@@ -394,8 +394,13 @@ def run_recover_stage(
     settings: RecoverSettings,
     workdir: Path,
     progress: Callable[[str], None] | None = None,
+    student: Any = None,
 ) -> dict[str, Any]:
     """The ``recover`` stage body: distil ``model`` into its lossy substitution and write the stage's files.
+
+    ``student`` (default ``model``) is the model the lossy substitution is applied to and trained: a resized model
+    (``mode: frontier``, :func:`harness.model.resize_model`) learns from the original ``model`` as its teacher (with
+    ``feature_weight`` and ``forced_fraction`` 0: its feature maps have other shapes).
 
     Writes ``recovered.pt`` (the student's state_dict, loaded by :func:`recovered_model`), ``recover.log``,
     ``loss.json`` and, with matplotlib installed, ``loss.png`` into ``workdir``.
@@ -418,7 +423,7 @@ def run_recover_stage(
             report(f"recover {line.split('step ')[1].split(' ')[0]}")
 
     try:
-        student, fired = apply_substitutions(model, spec.without_exact())
+        student, fired = apply_substitutions(model if student is None else student, spec.without_exact())
         signals = training_signals(files, sample_rate, width)
         result = distill(model, student, signals, width, settings, eval_mixtures=eval_mixtures, on_log=on_log)
     finally:

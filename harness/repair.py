@@ -20,6 +20,28 @@ Stopping rules (no progress is detected from signatures):
 - a new signature has no applicable fix (``no_fix``), at once for failures no model-script lever fixes (a
   ``final`` rule without fixes: grouped deconvs, reshapes the allocator cannot add, compiler crashes);
 - ``max_repairs`` fixes were applied (``max_repairs``).
+
+Allocator failures (``agent_infeasible``, ``memory_capacity`` "Memory units capacity exceeded", ``no_valid_partition``
+"could not find a valid partition to contexts", ``mapping_failed``, ``mapping_timeout`` "Mapping Failed (Timeout,
+…)", ``single_context_overflow``) get an ordered list of levers, each tried once (:data:`RULES` lists them per
+signature). The order puts evidence before hope, and the cheap before the slow:
+
+1. drop every 16-bit override: 16-bit layers double their buffers, and HD's 16-bit ``dw`` layers failed with
+   "Agent infeasible" where 8-bit ones compiled [T];
+2. ``compression_level=2`` (raised, never lowered): 4-bit weights take less memory [C] -- both change the quantized
+   model, so a pass after them is a different model, recorded as such;
+3. the compiler levers, whose effect on allocation is not public (``docs/allocator_levers.md``), which leave the
+   quantized model alone: ``performance_param(compiler_optimization_level=max)`` (the allocator searches harder;
+   MZ adds it for performance builds [C]), ``resources_param`` caps at 1.0 (lets each context use all of its
+   compute, control and memory, as a public caller does [C]), ``context_switch_param(mode=enabled)`` (split into
+   several contexts). For ``mapping_timeout`` ``allocator_param(timeout=…)`` (twice the allocation time the
+   allocator gave up after, at least an hour) comes first among them -- the allocator said it ran out of time, not
+   out of room; for ``single_context_overflow`` ("Context switch is disabled, but model could not fit in single
+   context") enabling context switching comes first -- the message names it.
+
+When a compile passes after a fix, :attr:`RepairLog.compile_lever` names that fix (tag ``repair.compile_lever``).
+A sweep must not count on any lever working: an allocator failure that outlasts them is handed to
+:mod:`harness.followups`, which changes the deployment shape (time tiling, split HEFs) where the space allows.
 """
 
 from __future__ import annotations
@@ -50,6 +72,7 @@ __all__ = [
     "RepairRule",
     "Retarget",
     "SetGlobal",
+    "allocator_timeout",
     "avgpool_division_factor",
     "family_pattern",
     "next_fix",
@@ -175,19 +198,31 @@ class DropKind:
 
 @dataclass(frozen=True)
 class SetGlobal:
-    """Set a global override (``optimization_level`` / ``compression_level``) to ``value``."""
+    """Set a global override (``optimization_level``, ``compression_level``, a compiler lever) to ``value``.
+
+    ``value`` may be a function of the failure (e.g. :func:`allocator_timeout`); ``raise_only`` skips the fix when
+    the current set already has a numeric value at least as high (a compression level is raised, never lowered).
+    """
 
     kind: OverrideKind
-    value: int
+    value: int | float | str | Callable[[Failure], int | float | str]
+    raise_only: bool = False
 
     def propose(
         self, failure: Failure, layer: str | None, current: OverrideSet, family: str | None = None
     ) -> Fix | None:
-        if any(ov.kind == self.kind and ov.value == self.value for ov in current.overrides):
-            return None
+        value = self.value(failure) if callable(self.value) else self.value
+        for ov in current.overrides:
+            if ov.kind != self.kind:
+                continue
+            if ov.value == value:
+                return None
+            numbers = isinstance(ov.value, int | float) and isinstance(value, int | float)
+            if self.raise_only and numbers and ov.value >= value:  # type: ignore[operator]
+                return None
         kept = tuple(ov for ov in current.overrides if ov.kind != self.kind)
-        overrides = OverrideSet(_renamed(current), (*kept, Override(self.kind, (), self.value)))
-        return Fix(f"{self.kind}={self.value}", overrides, f"set {self.kind} to {self.value}")
+        overrides = OverrideSet(_renamed(current), (*kept, Override(self.kind, (), value)))
+        return Fix(f"{self.kind}={value}", overrides, f"set {self.kind} to {value}")
 
 
 @dataclass(frozen=True)
@@ -240,6 +275,14 @@ class RepairRule:
 _STAGE_EXC = r"[A-Za-z_]+:[A-Za-z_][A-Za-z0-9_]*"
 
 
+def allocator_timeout(failure: Failure) -> int:
+    """``allocator_param(timeout=…)`` in seconds for a ``mapping_timeout``: twice the allocation time the allocator
+    gave up after ("31m 42s" -> 3804), at least 3600 (MZ's most common explicit value [C]), at most a week."""
+    n = failure.numbers
+    seen = n.get("alloc_h", 0.0) * 3600 + n.get("alloc_m", 0.0) * 60 + n.get("alloc_s", 0.0)
+    return int(min(max(math.ceil(2 * seen), 3600), 7 * 24 * 3600))
+
+
 def avgpool_division_factor(failure: Failure) -> int:
     """The ``global_avgpool_reduction`` factor for a shift failure: ``2 ** ceil(desired_shift - data_bits)``.
 
@@ -255,10 +298,15 @@ def avgpool_division_factor(failure: Failure) -> int:
 
 #: Layers ``global_avgpool_reduction`` applies to (bare HN names; in the real HN every ``avgpool<n>`` is an avgpool).
 _AVGPOOL = r"avgpool\d*"
-#: Allocator failures with a model-script lever (smaller buffers / weights).
-_ALLOCATION = (
-    r"(agent_infeasible|memory_capacity|no_valid_partition|mapping_failed|mapping_timeout|single_context_overflow)"
-)
+#: A compile stage, of the whole model or of one segment of a split model (``compile[seg 2/3]``).
+_COMPILE = r"compile(?:\[seg \d+/\d+\])?"
+#: Allocator failures with model-script levers (smaller buffers / weights, then the compiler's own levers).
+_ALLOCATION = r"(agent_infeasible|memory_capacity|no_valid_partition|mapping_failed)"
+#: The compiler levers, in the order of the module docstring (their effect is not public: tried after the others).
+_OPT_MAX = SetGlobal("performance_param", "max")
+_FULL_RESOURCES = SetGlobal("resources_param", 1.0)
+_CONTEXTS = SetGlobal("context_switch_param", "enabled")
+_SMALLER = (DropKind("precision16"), SetGlobal("compression_level", 2, raise_only=True))
 #: Compile failures no model-script lever fixes: topologies the compiler cannot map (export rewrites, tried as
 #: follow-up trials by :mod:`harness.followups`) and crashes or bare failures nothing is known about.
 _NO_SCRIPT_LEVER = r"(grouped_deconv|reshape_needed|unexpected_crash|compilation_failed)"
@@ -276,8 +324,12 @@ _NO_SCRIPT_LEVER = r"(grouped_deconv|reshape_needed|unexpected_crash|compilation
 #: - ``…not found in model``: retarget the override to the layer it stands for, or drop it;
 #: - ``*:AccelerasUnsupportedError:unsupported_layers``: drop 16-bit;
 #: - ``*:AccelerasResourceError:*``: optimization_level 1;
-#: - ``compile:*:agent_infeasible|memory_capacity|no_valid_partition|mapping_failed|mapping_timeout|
-#:   single_context_overflow``: drop every 16-bit override -> compression_level 2;
+#: - ``compile:*:agent_infeasible|memory_capacity|no_valid_partition|mapping_failed``: drop every 16-bit override ->
+#:   compression_level 2 -> performance_param max -> resources_param 1.0 -> context_switch_param enabled;
+#: - ``compile:*:mapping_timeout``: drop 16-bit -> compression 2 -> allocator_param timeout (2x the allocation time)
+#:   -> performance_param max -> resources_param 1.0 -> context_switch_param enabled;
+#: - ``compile:*:single_context_overflow``: context_switch_param enabled -> drop 16-bit -> compression 2 ->
+#:   performance_param max -> resources_param 1.0;
 #: - ``compile:*:grouped_deconv|reshape_needed|unexpected_crash|compilation_failed``: none, stop at once
 #:   (``no_fix``).
 RULES: tuple[RepairRule, ...] = (
@@ -313,9 +365,21 @@ RULES: tuple[RepairRule, ...] = (
         "optimizer out of GPU memory: level 1 skips fine-tuning (QFT)",
     ),
     RepairRule(
-        r"compile:[A-Za-z_][A-Za-z0-9_]*:" + _ALLOCATION,
-        (DropKind("precision16"), SetGlobal("compression_level", 2)),
-        "allocation failed: 16-bit layers double buffer sizes; compression moves weights to 4 bits",
+        _COMPILE + r":[A-Za-z_][A-Za-z0-9_]*:" + _ALLOCATION,
+        (*_SMALLER, _OPT_MAX, _FULL_RESOURCES, _CONTEXTS),
+        "allocation failed: 16-bit layers double buffer sizes; compression moves weights to 4 bits; then the "
+        "compiler's levers (effect not public): optimization level max, full resource caps, context switching",
+    ),
+    RepairRule(
+        _COMPILE + r":[A-Za-z_][A-Za-z0-9_]*:mapping_timeout",
+        (*_SMALLER, SetGlobal("allocator_param", allocator_timeout), _OPT_MAX, _FULL_RESOURCES, _CONTEXTS),
+        "the allocator ran out of time: smaller buffers / weights, then a longer allocator timeout, then the other "
+        "compiler levers",
+    ),
+    RepairRule(
+        _COMPILE + r":[A-Za-z_][A-Za-z0-9_]*:single_context_overflow",
+        (_CONTEXTS, *_SMALLER, _OPT_MAX, _FULL_RESOURCES),
+        "context switching is disabled and the model does not fit one context: enable it, then the other levers",
     ),
     RepairRule(
         r"compile:[A-Za-z_][A-Za-z0-9_]*:" + _NO_SCRIPT_LEVER,
@@ -451,6 +515,16 @@ class RepairLog:
         return self.entries[-1]["signature"] if self.entries else None
 
     @property
+    def compile_lever(self) -> str | None:
+        """The fix after which a failed compile passed (``performance_param=max``, ``drop:precision16`` ...), or
+        None (no repair, the last attempt failed, or the fix answered a failure of another stage)."""
+        if not self.succeeded or len(self.entries) < 2:
+            return None
+        before = self.entries[-2]
+        stage = str(before["stage"] or "").split("[", 1)[0]
+        return before["fix"] if stage == "compile" and before["fix"] else None
+
+    @property
     def changed(self) -> bool:
         """Whether the outcome moved away from the first failure (to another signature or to success)."""
         return self.first_signature is not None and self.final_signature != self.first_signature
@@ -465,6 +539,7 @@ class RepairLog:
             "first_signature": self.first_signature,
             "final_signature": self.final_signature,
             "signature_changed": self.changed,
+            "compile_lever": self.compile_lever,
             "entries": self.entries,
         }
 
@@ -474,7 +549,8 @@ class RepairLog:
             f"# repair log: {len(self.entries)} iterations, stop: {self.stop_reason or '-'}"
             + (f" ({self.stop_note})" if self.stop_note else ""),
             f"# first signature: {self.first_signature or '-'}",
-            f"# final signature: {self.final_signature or '(success)'}; changed: {'yes' if self.changed else 'no'}",
+            f"# final signature: {self.final_signature or '(success)'}; changed: {'yes' if self.changed else 'no'}"
+            + (f"; compile passed after {self.compile_lever}" if self.compile_lever else ""),
         ]
         for e in self.entries:
             if e["result"] == "success":
@@ -497,7 +573,8 @@ class RepairLog:
         return paths
 
     def tags(self) -> dict[str, str]:
-        """MLflow tags: first/final signature, whether it changed, iterations, stop reason (and note, if any)."""
+        """MLflow tags: first/final signature, whether it changed, iterations, stop reason (and note, if any), and
+        ``repair.compile_lever`` when a compile passed after a fix (:attr:`compile_lever`)."""
         tags = {
             "repair.first_signature": self.first_signature or "",
             "repair.final_signature": self.final_signature or "success",
@@ -507,6 +584,8 @@ class RepairLog:
         }
         if self.stop_note:
             tags["repair.stop_note"] = self.stop_note[:250]
+        if self.compile_lever:
+            tags["repair.compile_lever"] = self.compile_lever
         return tags
 
 

@@ -77,6 +77,7 @@ class SweepSummary:
     experiment_id: str = ""
     parent_run_id: str = ""
     seconds: float = 0.0
+    objective: str = "si_snr_db"  # what best_value is (capacity_macs in mode: frontier)
 
 
 class _Display:
@@ -88,6 +89,7 @@ class _Display:
         self.tty = stream.isatty()
         self.label = ""
         self.count = 0
+        self.capacity: float | None = None  # mode: frontier: the current trial's capacity_macs (the objective)
 
     def trial(self, number: int, cfg: TrialConfig) -> None:
         p = cfg.to_dict()
@@ -124,6 +126,9 @@ class _Display:
             what = f"FAILED  {result.failure.signature}"
         secs = sum(v for k, v in result.metrics.items() if k.startswith("time_"))
         best_txt = f"best {best[0]:.2f} dB (trial #{best[1]})" if best else "best -"
+        if self.capacity is not None:  # mode: frontier: the objective is capacity (MACs per input)
+            what += f"  capacity {self.capacity / 1e6:.1f} MMAC"
+            best_txt = f"best {best[0] / 1e6:.1f} MMAC (trial #{best[1]})" if best else "best -"
         self.stream.write(f"{self.label}   {what}  [{secs:.1f} s]  {best_txt}\n")
         self.stream.flush()
 
@@ -322,13 +327,16 @@ def _pruner(space: SearchSpace) -> Any:
     )
 
 
-def decide(study: Any, trial: Any, cfg: TrialConfig, result: TrialResult, space: SearchSpace) -> float:
+def decide(
+    study: Any, trial: Any, cfg: TrialConfig, result: TrialResult, space: SearchSpace, frontier: Any = None
+) -> float:
     """The one place that decides a trial's fate in the study.
 
     Records status, signature and graded constraints on the trial, enqueues follow-up repair trials for a failure
-    (when the space enables them), and returns the objective value to report.
+    (when the space enables them), and returns the objective value to report: the mean SI-SNR, or in ``mode:
+    frontier`` the trial's capacity (``frontier``, a :class:`~harness.feasibility.FrontierPoint`).
     """
-    value = _grade(trial, result, space)
+    value = _grade(trial, result, space, frontier)
     trial.set_user_attr("status", result.status)
     if result.failure is not None:
         trial.set_user_attr("signature", result.failure.signature)
@@ -357,8 +365,9 @@ def _enqueue(study: Any, configs: list[dict[str, Any]], user_attrs: list[dict[st
             study.enqueue_trial(params, user_attrs=user_attrs[i] if user_attrs else None, skip_if_exists=True)
 
 
-def _grade(trial: Any, result: TrialResult, space: SearchSpace) -> float:
-    """Record the trial's constraints and return its objective value (see :mod:`harness.feasibility`)."""
+def _grade(trial: Any, result: TrialResult, space: SearchSpace, frontier: Any = None) -> float:
+    """Record the trial's constraints and return its objective value (see :mod:`harness.feasibility`); with a
+    ``frontier`` point (``mode: frontier``) the value is the capacity, feasible or not, and no worst-clip floor."""
     from harness.feasibility import INFEASIBLE_VALUE, violation
 
     if result.failure is not None:
@@ -366,9 +375,12 @@ def _grade(trial: Any, result: TrialResult, space: SearchSpace) -> float:
         trial.set_constraint("failure", 0.0 if compile_failed else violation(result.failure))
         trial.set_constraint("compile", violation(result.failure) if compile_failed else 0.0)
         trial.set_constraint("worst_clip", 0.0)
-        return INFEASIBLE_VALUE
+        return INFEASIBLE_VALUE if frontier is None else float(frontier.value)
     trial.set_constraint("failure", 0.0)
     trial.set_constraint("compile", 0.0)
+    if frontier is not None:
+        trial.set_constraint("worst_clip", 0.0)
+        return float(frontier.value)
     floor = space.worst_clip_floor_db
     worst = result.metrics["si_snr_worst_db"]
     if floor is None:
@@ -379,6 +391,44 @@ def _grade(trial: Any, result: TrialResult, space: SearchSpace) -> float:
         gap = 100.0  # a NaN worst clip is far from any floor; Optuna refuses a NaN constraint
     trial.set_constraint("worst_clip", gap)
     return float(result.metrics["si_snr_db"])
+
+
+def _frontier_point(pipeline: Pipeline, space: SearchSpace, cfg: TrialConfig) -> Any:
+    """``mode: frontier``: the trial's capacity (:func:`harness.feasibility.frontier_point`); None otherwise."""
+    if space.mode != "frontier":
+        return None
+    from harness.feasibility import frontier_point
+
+    return frontier_point(pipeline.model.config, cfg.to_dict())
+
+
+def _record_frontier(tracker: Tracker, trial: Any, run_id: str, point: Any) -> None:
+    """A frontier trial's capacity metrics and ``needs_retraining``, on its run and its Optuna trial, before any
+    stage runs (so a trial that fails, or stops the sweep, has them too)."""
+    flag = str(point.needs_retraining).lower()
+    tracker.log_metrics(run_id, point.metrics)
+    tracker.set_tags(run_id, {"hefsweep.needs_retraining": flag, "hefsweep.mode": "frontier"})
+    trial.set_user_attr("needs_retraining", point.needs_retraining)
+    for k, v in point.metrics.items():
+        trial.set_user_attr(k, v)
+
+
+def _check_frontier(space: SearchSpace) -> None:
+    """Settings that rank trials by SI-SNR have no meaning when the objective is capacity: one line, before any trial.
+
+    Raises:
+        ConfigError: ``mode: frontier`` with ``goal_db``, ``pruner``, ``screen`` or ``compile_top_k``.
+    """
+    if space.mode != "frontier":
+        return
+    bad = [k for k in ("goal_db", "pruner", "screen", "compile_top_k") if getattr(space, k) is not None]
+    if bad:
+        raise ConfigError(
+            f"{space.source or 'search space'}: {bad[0]}",
+            "set with mode: frontier",
+            "no goal_db, pruner, screen or compile_top_k in a frontier space (they rank trials by SI-SNR; the "
+            "frontier's objective is capacity and every trial compiles)",
+        )
 
 
 def _searched(params: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
@@ -488,6 +538,7 @@ def run_sweep(
     n_trials = space.trials if trials is None else trials
     stream = stream or sys.stdout
 
+    _check_frontier(space)
     cache = StageCache(default_cache_root(root))
     pipeline = Pipeline(space, cache)
     pipeline.validate_inputs()
@@ -516,6 +567,10 @@ def run_sweep(
             _end_quietly(tracker, parent, "FINISHED")  # the study's run, as every sweep leaves it (no trial ran)
             raise _artifact_error(f"artifact store of the parent run {parent}", exc) from None
     summary = SweepSummary(study=name, experiment_id=tracker.experiment_id, parent_run_id=parent)
+    if space.mode == "frontier":
+        from harness.feasibility import FRONTIER_OBJECTIVE
+
+        summary.objective = FRONTIER_OBJECTIVE
     callbacks: list[Any] = []
     if total is not None:
         from optuna.study import MaxTrialsCallback
@@ -544,6 +599,10 @@ def run_sweep(
             tags={"hefsweep.study": name, "hefsweep.trial": str(trial.number), **versions, **extra},
         )
         trial.set_user_attr("mlflow_run_id", run_id)
+        frontier = _frontier_point(pipeline, space, cfg)
+        if frontier is not None:
+            _record_frontier(tracker, trial, run_id, frontier)
+            display.capacity = frontier.value
         on_clip = None
         if space.pruner is not None:
 
@@ -611,7 +670,7 @@ def run_sweep(
         if space.pruner is not None and result.ok and not study._storage.get_trial(trial._trial_id).intermediate_values:
             for step, v in enumerate(result.info.get("per_clip_si_snr_db", [])):  # emulation came from the cache
                 trial.report(v, step)
-        value = decide(study, trial, cfg, result, space)
+        value = decide(study, trial, cfg, result, space, frontier)
         summary.n_trials += 1
         if result.ok:
             summary.n_ok += 1
@@ -783,7 +842,7 @@ def _log_summary(tracker: Tracker, parent: str, study: Any, summary: SweepSummar
                 "n_failed": sum(t.user_attrs.get("status") == "failed" for t in study.trials),
                 "n_lost": sum(s == optuna.trial.TrialState.FAIL for s in states),
                 "sweep_seconds": summary.seconds,
-                **({"best_si_snr_db": float(study.best_value)} if _has_best(study) else {}),
+                **({f"best_{summary.objective}": float(study.best_value)} if _has_best(study) else {}),
             },
         )
         if _has_best(study):

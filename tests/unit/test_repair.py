@@ -93,7 +93,8 @@ def test_allocation_failures_drop_sixteen_bit_then_compress() -> None:
     assert [o.kind for o in first.overrides.overrides] == ["optimization_level"]
     second = next_fix(AGENT, "convtas/dw66", first.overrides, {first.name})
     assert second is not None and second.name == "compression_level=2"
-    assert next_fix(AGENT, "convtas/dw66", second.overrides, {first.name, second.name}) is None
+    third = next_fix(AGENT, "convtas/dw66", second.overrides, {first.name, second.name})
+    assert third is not None and third.name == "performance_param=max"  # then the compiler levers (test_repair_levers)
 
 
 def test_absent_target_is_retargeted_to_its_layer_or_dropped() -> None:
@@ -193,11 +194,11 @@ IO16 = OverrideSet("io16", (Override("precision16", ("input_layer1", "output_lay
 
 
 def test_every_allocator_failure_drops_sixteen_bit_then_compresses() -> None:
-    details = ["agent_infeasible", "memory_capacity", "no_valid_partition", "mapping_failed", "mapping_timeout", "single_context_overflow"]
+    details = ["agent_infeasible", "memory_capacity", "no_valid_partition", "mapping_failed", "mapping_timeout"]
     for detail in details:
         names, current = ladder_from(allocator(detail), IO16)
-        assert names == ["drop:precision16", "compression_level=2"], detail
-        assert current.overrides == (Override("compression_level", (), 2),)
+        assert names[:2] == ["drop:precision16", "compression_level=2"], detail  # the levers after: test_repair_levers
+        assert Override("compression_level", (), 2) in current.overrides and len(current.overrides) == len(names) - 1
 
 
 def ladder_from(f: Failure, start: OverrideSet, layer: str | None = None) -> tuple[list[str], OverrideSet]:
