@@ -121,6 +121,13 @@ _TABLE: list[Rule] = [
         "the fill policy cannot map these clips onto the input width (crop cannot lengthen a clip)",
     ),
     Rule(
+        "tile",
+        "TilingError",
+        r"leaves hop (?P<hop>-?\d+)",
+        "no_hop",
+        "the tile width cannot hold the context on both sides (tile_width < 2 * context + stride; harness/tiling.py)",
+    ),
+    Rule(
         _ANY,
         "OverrideTargetNotFound",
         r"Layer '(?P<layer>[^']+)' not found in model",
