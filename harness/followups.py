@@ -11,6 +11,14 @@ Topology rows (what the real DFC 3.33 said about a real Conv-TasNet, ``/work/sha
 ``compile:*:reshape_needed`` naming the repeated-encoding ``shortcut``/``concat`` layers -> ``mask_mul:
 per_source`` (plus ``decoder: per_source`` if the decoder is still grouped). A lower W does not remove a grouped
 deconv, so the width and 16-bit rows skip that signature.
+
+Deployment-shape rows, after an allocator failure (``agent_infeasible``, ``memory_capacity``, ``no_valid_partition``,
+``mapping_failed``, ``mapping_timeout``, ``single_context_overflow``, of the whole model or of one segment) that the
+in-trial levers did not fix -- a trial ends with such a signature only once :mod:`harness.repair` has tried its
+allocator levers (or repairs are off), and hefsweep does not count on any lever working: ``deploy:tile_width`` asks
+for the next smaller ``tile_width`` the space allows (from untiled: the largest tile below the trial's width), so each
+HEF holds a shorter piece of time; ``deploy:segments`` for the next larger ``segments`` (more, smaller HEFs). Both
+keep the trial's width and model, so they come before the rows that lower W.
 """
 
 from __future__ import annotations
@@ -90,6 +98,19 @@ def _per_source_head(p: Params, space: SearchSpace) -> Params | None:
     return new if new != p else None
 
 
+def _smaller_tile(p: Params, space: SearchSpace) -> Params | None:
+    """The largest ``tile_width`` of the space below the current tile (below the width when untiled)."""
+    current = p.get("tile_width") or p["width"]
+    smaller = [t for t in _values(space, "tile_width") if t is not None and t < current]
+    return {**p, "tile_width": max(smaller)} if smaller else None
+
+
+def _more_segments(p: Params, space: SearchSpace) -> Params | None:
+    """The smallest ``segments`` of the space above the current count."""
+    more = [k for k in _values(space, "segments") if k > p.get("segments", 1)]
+    return {**p, "segments": min(more)} if more else None
+
+
 def _names_repeated_concat(failure: Failure) -> bool:
     """The reshape failure names the repeated encoding's ``shortcut``/``concat`` layers."""
     layers = failure.groups.get("layers") or failure.message
@@ -107,6 +128,11 @@ def _matching_clip(p: Params, space: SearchSpace) -> Params | None:
 _NORM_LAYER = r":NegativeSlopeExponentNonFixable:(?!.*(prelu|activation\d))"
 _ACT_LAYER = r":NegativeSlopeExponentNonFixable:(?!.*(avgpool|reduce|norm))"
 _ALLOC = r"^compile:BackendAllocatorException:(?!grouped_deconv$)|^compile:.*(Unsupported|dimension)"
+#: The allocator's resource verdicts (harness.backends.hailo._rules), whole model or one segment (``compile[seg 2/3]``).
+_RESOURCES = (
+    r"^compile(?:\[seg \d+/\d+\])?:\w+:"
+    r"(agent_infeasible|memory_capacity|no_valid_partition|mapping_failed|mapping_timeout|single_context_overflow)$"
+)
 
 FOLLOWUPS: tuple[Followup, ...] = (
     Followup("decoder:per_source", r"^compile:\w+:grouped_deconv$", _set("decoder", "per_source")),
@@ -114,6 +140,8 @@ FOLLOWUPS: tuple[Followup, ...] = (
     Followup("norm:cLN", _NORM_LAYER, _set("norm", "cLN")),
     Followup("prelu:relu", _ACT_LAYER, _set("prelu", "relu")),
     Followup("overrides:drop16", r"^compile:BackendAllocatorException:(?!grouped_deconv$)", _drop_16bit),
+    Followup("deploy:tile_width", _RESOURCES, _smaller_tile),
+    Followup("deploy:segments", _RESOURCES, _more_segments),
     Followup("width:smallest", _ALLOC, _smallest_width),
     Followup("width:lower", _ALLOC, _lower_width),
     Followup("calib:match_width", r"^calibrate:FillPolicyError:", _matching_clip),

@@ -36,7 +36,8 @@ GOOD = [  # each form appears in hailo_model_zoo cfg/alls (docs/allocator_levers
     "performance_param(optimize_for_batch=1, compiler_optimization_level=0)",
     "resources_param(max_compute_utilization=0.5, max_control_utilization=0.5, max_memory_utilization=0.5)",
     "resources_param(max_utilization=0.9, max_memory_utilization=0.85)",
-    "resources_param(strategy=greedy, max_compute_utilization=0.8, max_control_utilization=0.85, max_memory_utilization=0.8)",
+    "resources_param(strategy=greedy, max_compute_utilization=0.8, max_control_utilization=0.85, "
+    "max_memory_utilization=0.8)",
     "context_switch_param(mode=enabled)",
     "context_switch_param(mode=allowed)",
     "allocator_param(timeout=25m)",

@@ -48,7 +48,10 @@ def test_later_lever_of_a_kind_replaces_the_earlier() -> None:
         Override("allocator_param", (), 3600),
         Override("performance_param", (), "max"),
     )
-    assert script.compiler_lines == ("allocator_param(timeout=3600)", "performance_param(compiler_optimization_level=max)")
+    assert script.compiler_lines == (
+        "allocator_param(timeout=3600)",
+        "performance_param(compiler_optimization_level=max)",
+    )
     assert script.text.count("performance_param(") == 1
 
 
