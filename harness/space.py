@@ -7,10 +7,14 @@ Schema (every key optional unless marked; unknown keys are rejected)::
     backend: ort                       # ort (default) | hailo
     backend_options: {}                # backend constructor options, e.g. {hw_arch: hailo8} for hailo
     data:
-      calibration: ../data/demo/calib  # REQUIRED; folder of WAV/FLAC mixtures
-      evaluation: ../data/demo/eval    # REQUIRED; mixture/ (+ s1/, s2/ ...) folders
+      calibration: ../data/demo/calib  # REQUIRED; folder of WAV/FLAC mixtures, or an .npz/.npy file of clips
+                                       #   ({path: FILE.npz, key: calib_data} names the .npz array)
+      evaluation: ../data/demo/eval    # REQUIRED; mixture/ (+ s1/, s2/ ...) folders, or a LibriMix split:
+                                       #   {path: DIR, layout: librimix, mix: mix_clean}  (mix_clean|mix_both|mix_single)
       eval_clips: 8                    # how many evaluation mixtures to score
       min_calibration_clips: 4         # fewer available clips is an input error
+      resample: false                  # true: audio at another rate is resampled to the model's (soxr)
+      channel: null                    # which channel of multi-channel files to use (0-based); null refuses them
     trials: 12                         # default number of trials (CLI --trials overrides)
     timeout: 600                       # sweep time budget in seconds (CLI --timeout overrides)
     stage_timeout: 300                 # per isolated stage (optimize, compile, emulate), seconds
@@ -61,6 +65,13 @@ Schema (every key optional unless marked; unknown keys are rejected)::
 
 Relative paths are resolved against the YAML file's folder.
 
+Data formats (:mod:`harness.audio`): an ``.npz`` calibration file is read with ``allow_pickle=False`` (an object
+array such as a list of source paths is never unpickled); its clips are ``(N, T)``, NHWC ``(N, 1, T, 1)`` or NCHW
+``(N, 1, 1, T)``, its ``sample_rate`` entry is checked against the model's (a ``.npy``, or an ``.npz`` without
+one, is taken at the model's rate), and each row counts as one file of a folder. The calibration manifest
+names every clip's source: file (``row`` and ``key`` for an array) and offset. ``resample`` and ``channel`` apply
+to calibration and evaluation alike; both may also be given per entry (``{path: ..., channel: 1}``).
+
 The three exact dimensions (``gln_stats``, ``decoder``, ``mask_mul``; :mod:`harness.substitutions`) rewrite how the
 graph is written, never the function or the weights; their defaults (``joint``, ``grouped``, ``repeat``) are the
 model's own forms. ``mask_mul: per_source`` with ``decoder: grouped`` concatenates the per-source masked encodings
@@ -77,13 +88,14 @@ equal to the checkpoint's) skip it. At 0 it is left out of the fingerprint like 
 from __future__ import annotations
 
 import re
-
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from harness.audio._sources import CalibrationData, EvaluationData
 from harness.backends import BackendSpec, Override, OverrideSet
 from harness.backends._protocol import OverrideKind
 from harness.errors import ConfigError
@@ -169,13 +181,36 @@ class Screen(BaseModel):
 
 
 class Data(BaseModel):
-    """Where the audio lives."""
+    """Where the audio lives and how to read it (see the module docstring).
+
+    ``calibration`` and ``evaluation`` are given as a path or a mapping (``{path: ..., key: ...}``,
+    ``{path: ..., layout: librimix, mix: ...}``); ``resample`` and ``channel`` are copied into both unless an
+    entry sets its own. ``os.fspath(data.calibration)`` is the path.
+    """
 
     model_config = _FROZEN
-    calibration: Path
-    evaluation: Path
+    calibration: CalibrationData
+    evaluation: EvaluationData
     eval_clips: Annotated[int, Field(ge=1, le=1000)] = 8
     min_calibration_clips: Annotated[int, Field(ge=1)] = 4
+    resample: bool = False
+    channel: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _entries(cls, raw: Any) -> Any:
+        """A plain path is ``{path: PATH}``; the data-level read options are the entries' defaults."""
+        if not isinstance(raw, dict):
+            return raw
+        out = dict(raw)
+        shared = {k: raw[k] for k in ("resample", "channel") if k in raw}
+        for name in ("calibration", "evaluation"):
+            entry = raw.get(name)
+            if isinstance(entry, str | Path):
+                entry = {"path": entry}
+            if isinstance(entry, dict):
+                out[name] = {**shared, **entry}
+        return out
 
 
 # what an ONNX tensor/node name or a Hailo layer name is made of, plus glob characters: nothing that could close a
@@ -388,15 +423,17 @@ class SearchSpace(BaseModel):
 
         ``checkpoint``: the checkpoint file's bytes. ``calibration`` / ``evaluation``: each data folder's audio, a
         hash over the sorted (name relative to the folder, sha256) of its ``.wav``/``.flac`` files -- the
-        calibration folder's own, the evaluation folder's ``mixture/``, ``s1/`` ... files -- so the folders'
-        locations do not count. File hashes are memoized per process (:func:`harness.cache.file_sha256`).
+        calibration folder's own, the evaluation folder's ``mixture/``, ``s1/`` ... files (a LibriMix split's
+        ``mix`` folder and ``s1/`` ...) -- so the folders' locations do not count; an array file's bytes and key.
+        Read options other than the defaults (``resample``, ``channel``, ``layout``, ``mix``) are hashed with them.
+        File hashes are memoized per process (:func:`harness.cache.file_sha256`).
         """
         from harness.cache import file_sha256
 
         return {
             "checkpoint": file_sha256(self.checkpoint),
-            "calibration": _audio_sha256(self.data.calibration, subfolders=False),
-            "evaluation": _audio_sha256(self.data.evaluation, subfolders=True),
+            "calibration": _calibration_sha256(self.data.calibration),
+            "evaluation": _evaluation_sha256(self.data.evaluation),
         }
 
     @property
@@ -411,7 +448,54 @@ class SearchSpace(BaseModel):
         return BackendSpec(self.backend, tuple(sorted(self.backend_options.items())))
 
 
-def _audio_sha256(folder: Path, *, subfolders: bool) -> str:
+def _calibration_sha256(data: CalibrationData) -> str:
+    """The calibration data's content hash: a folder's as :func:`_audio_sha256`, an array file's bytes and key (a
+    missing file hashes as absent: validation reports it); non-default read options are folded in."""
+    import hashlib
+    import json
+
+    from harness.cache import file_sha256
+
+    if data.is_array:
+        doc: dict[str, Any] = {"file": file_sha256(data.path) if data.path.is_file() else None, "key": data.array_key}
+    else:
+        base = _audio_sha256(data.path, subfolders=False)
+        doc = {"audio": base}
+        if data.channel is None and not data.resample:
+            return base  # a plain folder: the hash studies were made with
+    doc.update({k: v for k, v in (("resample", data.resample), ("channel", data.channel)) if v not in (False, None)})
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _evaluation_sha256(data: EvaluationData) -> str:
+    """The evaluation data's content hash: a plain folder's as :func:`_audio_sha256` over all its subfolders; a
+    LibriMix split's over its ``mix`` folder and ``s1/`` ... only; non-default read options are folded in."""
+    import hashlib
+    import json
+
+    if data.layout == "hefsweep" and data.channel is None and not data.resample:
+        return _audio_sha256(data.path, subfolders=True)
+    only = None
+    if data.layout == "librimix":
+        only = {data.mix_folder} | {p.name for p in _subfolders(data.path) if re.fullmatch(r"s\d+", p.name)}
+    doc = {
+        "audio": _audio_sha256(data.path, subfolders=True, only=only),
+        "layout": data.layout,
+        "mix": data.mix_folder,
+        "resample": data.resample,
+        "channel": data.channel,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _audio_sha256(folder: Path, *, subfolders: bool, only: set[str] | None = None) -> str:
     """sha256 over the sorted (relative name, sha256) of a folder's audio files (and its subfolders', one level)."""
     import hashlib
     import json
@@ -426,12 +510,9 @@ def _audio_sha256(folder: Path, *, subfolders: bool) -> str:
             return []
         return [e for e in entries if not e.name.startswith(".") and e.suffix.lower() in AUDIO_SUFFIXES and e.is_file()]
 
-    files = audio(folder)
+    files = audio(folder) if only is None else []
     if subfolders:
-        try:
-            dirs = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
-        except (FileNotFoundError, NotADirectoryError):
-            dirs = []
+        dirs = [d for d in _subfolders(folder) if only is None or d.name in only]
         files += [f for d in dirs for f in audio(d)]
     rows = sorted([f.relative_to(folder).as_posix(), file_sha256(f)] for f in files)
     return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
@@ -440,7 +521,7 @@ def _audio_sha256(folder: Path, *, subfolders: bool) -> str:
 def _err(path: Path, e: dict[str, Any]) -> ConfigError:
     loc = ".".join(str(p) for p in e.get("loc", ()) if not str(p).startswith(("function-after", "union[")))
     typ = e.get("type", "")
-    if typ == "extra_forbidden":
+    if typ in ("extra_forbidden", "unexpected_keyword_argument"):  # (the latter: the data entries, dataclasses)
         return ConfigError(f"{path} key '{loc}'", "unknown key", "one of the documented keys (see harness/space.py)")
     if typ == "missing":
         return ConfigError(f"{path} key '{loc}'", "missing", "a value (required key)")
@@ -494,7 +575,8 @@ def load_space(path: str | Path) -> SearchSpace:
     except ValidationError as exc:
         raise _err(path, exc.errors()[0]) from None
     base = path.resolve().parent
+    cal, ev = space.data.calibration, space.data.evaluation
     data = space.data.model_copy(
-        update={"calibration": base / space.data.calibration, "evaluation": base / space.data.evaluation}
+        update={"calibration": replace(cal, path=base / cal.path), "evaluation": replace(ev, path=base / ev.path)}
     )
     return space.model_copy(update={"checkpoint": base / space.checkpoint, "data": data, "source": path.resolve()})

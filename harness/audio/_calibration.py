@@ -1,4 +1,5 @@
-"""Calibration sets for static quantization: fixed-width clips cut from a folder of audio files."""
+"""Calibration sets for static quantization: fixed-width clips cut from a folder of audio files or the rows of an
+array file (:class:`~harness.audio.CalibrationData`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import soundfile as sf
 
 from harness.audio._fill import FillPolicyError, check_policy, fill_applied, fit_length
 from harness.audio._io import file_sha256, list_audio, read_audio
+from harness.audio._sources import CalibrationData, Signal, load_array
 from harness.errors import AudioError
 
 __all__ = ["MANIFEST_FORMAT", "CalibrationSet", "build_calibration_set", "effective_policy"]
@@ -42,7 +44,9 @@ class CalibrationSet:
         manifest: JSON-serialisable description (format, sample_rate, width, clip_length, policy -- null
             when no clip was filled, so that policies that change nothing give one set -- and one entry per
             clip, in selection order: ``file`` relative to the folder, ``sha256`` of the source file,
-            ``source_samples``, ``offset``, ``clip_samples`` before the fill, ``fill`` applied).
+            ``source_samples``, ``offset``, ``clip_samples`` before the fill, ``fill`` applied; for an array file
+            also ``key`` (``.npz``) and ``row``, for a chosen channel ``channel``; ``resample: true`` at the top
+            when the data may be resampled).
             Treat it as read-only: ``key`` is derived from it.
         key: SHA-256 hex digest of the manifest's canonical JSON. It identifies the set by content
             (file bytes, cut and fill), not by the folder's absolute path.
@@ -85,7 +89,7 @@ class CalibrationSet:
 
 
 def build_calibration_set(
-    folder: str | os.PathLike[str],
+    folder: str | os.PathLike[str] | CalibrationData,
     *,
     sample_rate: int,
     width: int,
@@ -94,7 +98,8 @@ def build_calibration_set(
     size: int,
     min_clips: int = 1,
 ) -> CalibrationSet:
-    """Cut calibration clips from a folder of mono audio files and fit them to the model width.
+    """Cut calibration clips from a folder of mono audio files (or the rows of an array file) and fit them to the
+    model width.
 
     Each file is cut into consecutive, non-overlapping clips of ``clip_length`` samples starting at offset 0;
     the tail shorter than ``clip_length`` is dropped, except that a file shorter than ``clip_length`` gives
@@ -112,7 +117,8 @@ def build_calibration_set(
     lengths and the fill.
 
     Args:
-        folder: Folder of ``.wav``/``.flac`` files.
+        folder: Folder of ``.wav``/``.flac`` files, or a :class:`~harness.audio.CalibrationData` (a folder or an
+            ``.npz``/``.npy`` file whose rows are the "files" below, with the space's ``resample`` and ``channel``).
         sample_rate: The model's sample rate in Hz; every file must have it.
         width: The model input width ``W`` in samples.
         clip_length: Samples per clip before the fill, or ``None`` for whole files.
@@ -140,7 +146,7 @@ def build_calibration_set(
         raise ValueError(f"min_clips={min_clips}: expected <= size={size}")
 
     root = Path(folder)
-    files = list_audio(root)
+    files = list_audio(folder)
     read: dict[int, tuple[np.ndarray, str]] = {}
 
     def length_of(i: int) -> int:
@@ -166,7 +172,7 @@ def build_calibration_set(
         clips.append(np.asarray(fitted, dtype=np.float32))
         entries.append(
             {
-                "file": path.relative_to(root).as_posix(),
+                **_where(path, root),
                 "sha256": digest,
                 "source_samples": int(audio.shape[0]),
                 "offset": offset,
@@ -198,12 +204,14 @@ def build_calibration_set(
         "policy": policy if any(e["clip_samples"] < width for e in entries) else None,
         "clips": entries,
     }
+    if isinstance(folder, CalibrationData) and folder.resample:
+        manifest["resample"] = True
     key = hashlib.sha256(canonical_json(manifest).encode("ascii")).hexdigest()
     return CalibrationSet(data=data, manifest=manifest, key=key)
 
 
 def effective_policy(
-    folder: str | os.PathLike[str],
+    folder: str | os.PathLike[str] | CalibrationData,
     *,
     sample_rate: int,
     width: int,
@@ -224,15 +232,36 @@ def effective_policy(
         files = list_audio(folder)
 
         def length_of(i: int) -> int:
-            info = sf.info(str(files[i]))
+            f = files[i]
+            if isinstance(f, Signal) and f.row is not None:
+                rows, rate = load_array(f.file, f.key)
+                if rate not in (None, sample_rate):
+                    raise ValueError(f"{f}: not usable as is")
+                return int(rows.shape[1])
+            info = sf.info(os.fspath(f))
             if info.samplerate != sample_rate or info.frames < 1:
-                raise ValueError(f"{files[i]}: not usable as is")
+                raise ValueError(f"{f}: not usable as is")
             return int(info.frames)
 
         cuts = _select(len(files), length_of, clip_length, size)
     except (AudioError, OSError, ValueError, RuntimeError, sf.SoundFileError):
         return policy
     return policy if any(length < width for _, _, length in cuts) else None
+
+
+def _where(item: Path | Signal, root: Path) -> dict[str, Any]:
+    """Where a clip's signal is, for its manifest entry: ``file`` relative to the folder (an array file: its name,
+    ``key`` and ``row``; a chosen channel: ``channel``)."""
+    if isinstance(item, Signal) and item.row is not None:
+        out: dict[str, Any] = {"file": item.file.name, "row": item.row}
+        if item.key is not None:
+            out["key"] = item.key
+        return out
+    file = item.file if isinstance(item, Signal) else item
+    out = {"file": file.relative_to(root).as_posix()}
+    if isinstance(item, Signal) and item.channel is not None:
+        out["channel"] = item.channel
+    return out
 
 
 def _cuts(n: int, clip_length: int | None) -> list[tuple[int, int]]:

@@ -1,8 +1,10 @@
-"""Evaluation sets in the LibriMix layout: ``mixture/`` plus optional ``s1/``, ``s2/`` ... references."""
+"""Evaluation sets: ``mixture/`` plus optional ``s1/``, ``s2/`` ... references, or a LibriMix split's own names
+(``mix_clean/`` | ``mix_both/`` | ``mix_single/``, ``s1/``, ``s2/``, ``noise/``; :class:`~harness.audio.EvaluationData`)."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -12,12 +14,14 @@ import numpy as np
 
 from harness.audio._calibration import canonical_json
 from harness.audio._fill import fit_length
-from harness.audio._io import file_sha256, list_audio, read_audio
+from harness.audio._io import demo_hint, file_sha256, list_audio, read_audio
+from harness.audio._sources import LIBRIMIX_MIXES, EvaluationData
 from harness.errors import AudioError
 
 __all__ = ["EvalSet", "load_eval_set"]
 
 _SOURCE_DIR = re.compile(r"s(\d+)")
+_LOG = logging.getLogger("harness.audio")
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,23 +50,26 @@ class EvalSet:
 
 
 def load_eval_set(
-    folder: str | os.PathLike[str],
+    folder: str | os.PathLike[str] | EvaluationData,
     *,
     sample_rate: int,
     width: int,
     n_src: int,
     limit: int | None = None,
 ) -> EvalSet:
-    """Load a LibriMix-like evaluation folder.
+    """Load an evaluation folder.
 
     Layout: ``folder/mixture/<name>.wav`` and, optionally, ``folder/s1/<name>.wav`` ...
-    ``folder/s<n_src>/<name>.wav`` with the same file names (``.flac`` works too). Each signal is
+    ``folder/s<n_src>/<name>.wav`` with the same file names (``.flac`` works too). An
+    :class:`~harness.audio.EvaluationData` with ``layout="librimix"`` reads the mixtures from its ``mix`` folder
+    (``mix_clean``, ``mix_both``, ``mix_single``) instead; ``noise/`` is not used, and ``mix_single`` (one speaker)
+    has the reference ``s1/`` for one-source models only. Its ``resample`` and ``channel`` apply to every file. Each signal is
     fitted to ``W`` with :func:`~harness.audio.fit_length` and policy ``"pad"`` (centre crop when
     longer, zeros appended when shorter); a mixture and its sources have the same length, so they
     get the same transform and stay aligned.
 
     Args:
-        folder: The evaluation folder.
+        folder: The evaluation folder, or an :class:`~harness.audio.EvaluationData`.
         sample_rate: The model's sample rate in Hz; every file must have it.
         width: The model input width ``W`` in samples.
         n_src: Number of sources the model separates; the number of ``s*`` folders, if any.
@@ -82,14 +89,26 @@ def load_eval_set(
             raise ValueError(f"{name}={value}: expected >= 1")
     if limit is not None and limit < 1:
         raise ValueError(f"limit={limit}: expected >= 1 or None")
-    root = Path(folder)
+    data = folder if isinstance(folder, EvaluationData) else EvaluationData(Path(folder))
+    root = data.path
     if not root.is_dir():
         seen = "not a folder" if root.exists() else "no such folder"
-        raise AudioError(root, seen, "an evaluation folder with mixture/ (and optional s1/..sN/)")
-    mix_dir = root / "mixture"
+        raise AudioError(
+            root,
+            seen,
+            f"an evaluation folder with {data.mix_folder}/ (and optional s1/..sN/)",
+            hint=None if root.exists() else demo_hint(root),
+        )
+    mix_dir = root / data.mix_folder
     if not mix_dir.is_dir():
-        raise AudioError(mix_dir, "no such folder", "mixture/ holding the mixtures (LibriMix layout)")
-    source_dirs = _source_dirs(root, n_src)
+        raise _no_mix_folder(data, mix_dir)
+    if data.mix != "mix_single":
+        source_dirs = _source_dirs(root, n_src)
+    else:  # one speaker (s1) plus noise
+        source_dirs = [root / "s1"] if n_src == 1 and (root / "s1").is_dir() else []
+        if n_src != 1:
+            _LOG.warning("%s: mix_single holds one speaker; no SI-SNRi against s1/ for a %d-source model", root, n_src)
+    opts = {"resample": data.resample, "channel": data.channel}
 
     mix_files = list_audio(mix_dir)
     if limit is not None:
@@ -101,7 +120,7 @@ def load_eval_set(
     lengths: list[int] = []
     identity: list[list[object]] = []
     for mix_path in mix_files:
-        mix = read_audio(mix_path, sample_rate)
+        mix = read_audio(mix_path, sample_rate, **opts)
         hashes = [file_sha256(mix_path)]
         refs = []
         for src_dir in source_dirs:
@@ -109,15 +128,15 @@ def load_eval_set(
             if not src_path.is_file():
                 raise AudioError(
                     src_path,
-                    f"missing (mixture/{mix_path.name} has no {src_dir.name}/ file)",
+                    f"missing ({data.mix_folder}/{mix_path.name} has no {src_dir.name}/ file)",
                     f"one file per mixture in each of {', '.join(d.name + '/' for d in source_dirs)}",
                 )
-            ref = read_audio(src_path, sample_rate)
+            ref = read_audio(src_path, sample_rate, **opts)
             if ref.shape[0] != mix.shape[0]:
                 raise AudioError(
                     src_path,
                     f"{ref.shape[0]} samples",
-                    f"{mix.shape[0]} samples like mixture/{mix_path.name}",
+                    f"{mix.shape[0]} samples like {data.mix_folder}/{mix_path.name}",
                 )
             refs.append(fit_length(ref, width, "pad"))
             hashes.append(file_sha256(src_path))
@@ -134,9 +153,35 @@ def load_eval_set(
     if source_dirs:
         src_arr = np.stack(sources).astype(np.float32, copy=False)
         src_arr.flags.writeable = False
-    key_doc = {"sample_rate": sample_rate, "width": width, "n_src": n_src, "files": identity}
+    key_doc: dict[str, object] = {"sample_rate": sample_rate, "width": width, "n_src": n_src, "files": identity}
+    if data.layout != "hefsweep":  # only what differs from a plain folder: its keys stay as they were
+        key_doc["mix"] = data.mix_folder
+    if data.channel is not None:
+        key_doc["channel"] = data.channel
     key = hashlib.sha256(canonical_json(key_doc).encode("ascii")).hexdigest()
     return EvalSet(names=tuple(names), mixtures=mix_arr, sources=src_arr, lengths=tuple(lengths), key=key)
+
+
+def _no_mix_folder(data: EvaluationData, mix_dir: Path) -> AudioError:
+    """The error for a missing mixture folder, with a hint when the folder holds another layout's."""
+    try:
+        present = sorted(p.name for p in data.path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        present = []
+    found = f" (folders: {', '.join(present)})" if present else ""
+    librimix = [m for m in LIBRIMIX_MIXES if m in present]
+    hint = None
+    if data.layout == "hefsweep" and librimix:
+        hint = (
+            "a LibriMix split: say data.evaluation: "
+            f"{{path: {data.path}, layout: librimix, mix: {librimix[0]}}} in the space"
+        )
+    elif data.layout == "librimix":
+        hint = f"data.evaluation.mix is one of {', '.join(LIBRIMIX_MIXES)}" + (
+            f"; this split has {', '.join(librimix)}" if librimix else ""
+        )
+    what = "the mixtures (LibriMix split)" if data.layout == "librimix" else "the mixtures (hefsweep layout)"
+    return AudioError(mix_dir, f"no such folder{found}", f"{data.mix_folder}/ holding {what}", hint=hint)
 
 
 def _source_dirs(root: Path, n_src: int) -> list[Path]:

@@ -34,7 +34,7 @@ def test_good_space_resolves_paths_relative_to_file(tmp_path: Path) -> None:
     sub.mkdir()
     space = load_space(write(sub, GOOD))
     assert space.checkpoint == sub / "ck.pt"
-    assert space.data.calibration == sub / "cal"
+    assert space.data.calibration.path == sub / "cal"
     assert space.dimensions.calib_size == IntRange(low=4, high=16, step=4)
     ovs = space.override_set("io16")
     assert ovs.overrides[0].kind == "precision16"
