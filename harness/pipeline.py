@@ -766,11 +766,11 @@ class Pipeline:
         if recovered is not None:  # the recovered model without the exact rewrites
             from harness.recover import recovered_model
 
-            reference = model if inexact == spec else recovered_model(self.model, inexact, recovered)[0]
+            reference = model if inexact == spec else recovered_model(base, inexact, recovered)[0]
         else:
-            reference = model if inexact == spec else apply_substitutions(self.model, inexact)[0]
+            reference = model if inexact == spec else apply_substitutions(base, inexact)[0]
         fidelity = check_fidelity(reference, d / "model.onnx", probe, self.space.fidelity_gate_db)
-        fidelity["fidelity_vs_original"] = float(inexact == type(spec)())
+        fidelity["fidelity_vs_original"] = float(inexact == type(spec)() and base is self.model)
         return {"fired": list(fired), "op_counts": report.op_counts, "fidelity": fidelity}
 
     def _calibrate(self, cfg: TrialConfig, d: Path) -> dict[str, Any]:

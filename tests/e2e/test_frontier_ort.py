@@ -121,3 +121,15 @@ def test_frontier_refuses_settings_that_rank_by_si_snr(
         run_sweep(load_space(frontier_space(tmp_path, tiny_checkpoint, demo_data, extra=extra)), trials=1,
                   root=tmp_path / "mlruns", stream=io.StringIO())  # fmt: skip
     assert not (tmp_path / "mlruns" / "optuna.db").exists()  # refused before any store was touched
+
+
+def test_a_resized_model_with_exact_rewrites_passes_the_fidelity_gate(
+    tiny_checkpoint: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    """The gate checks the ONNX against the resized model without the exact rewrites (not the checkpoint's model)."""
+    space = load_space(frontier_space(tmp_path, tiny_checkpoint, demo_data,
+                                      dims="  gln_stats: split\n  decoder: per_source\n  mask_mul: per_source"))  # fmt: skip
+    combo = [{"hid_chan": 48, "n_blocks": 1, "calib_clip_length": 4000, "calib_fill": "repeat"}]
+    out = io.StringIO()
+    summary = run_sweep(space, trials=1, root=tmp_path / "mlruns", stream=out, enqueue=combo)
+    assert summary.n_ok == 1, out.getvalue()
