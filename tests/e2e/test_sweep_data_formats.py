@@ -1,0 +1,96 @@
+"""A sweep from data as users have it: the real DFC .npz calibration set (real speech, NHWC) and a LibriMix-layout
+evaluation folder (mix_clean/, mix_both/, s1/, s2/, noise/), on the ONNX Runtime backend; the calibration manifests
+name the npz and row of every clip."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from harness.audio import load_array
+from harness.space import load_space
+from harness.sweep import run_sweep
+from support.real_dfc import REAL_DFC
+
+pytestmark = pytest.mark.slow
+
+NPZ = REAL_DFC / "calibration_200ms_16k_8.npz"
+
+
+def _librimix(demo_eval: Path, root: Path) -> Path:
+    """The demo evaluation mixtures in LibriMix's names: mix_clean = the mixtures, mix_both = plus noise."""
+    for name in ("s1", "s2"):
+        shutil.copytree(demo_eval / name, root / name)
+    shutil.copytree(demo_eval / "mixture", root / "mix_clean")
+    (root / "noise").mkdir()
+    (root / "mix_both").mkdir()
+    rng = np.random.default_rng(3)
+    for f in sorted((demo_eval / "mixture").iterdir()):
+        x, sr = sf.read(str(f), dtype="float32")
+        noise = (0.01 * rng.standard_normal(x.shape)).astype(np.float32)
+        sf.write(str(root / "noise" / f.name), noise, sr, subtype="FLOAT")
+        sf.write(str(root / "mix_both" / f.name), x + noise, sr, subtype="FLOAT")
+    return root
+
+
+@pytest.mark.skipif(not NPZ.is_file(), reason="the real DFC calibration sets are not here")
+def test_sweep_from_npz_and_librimix(tiny_checkpoint: Path, demo_data: Path, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    split = _librimix(demo_data / "eval", tmp_path / "Libri2Mix" / "wav16k" / "min" / "test")
+    space_file = tmp_path / "s.yaml"
+    space_file.write_text(f"""
+study: formats
+checkpoint: {tiny_checkpoint}
+data:
+  calibration: {NPZ}
+  evaluation: {{path: {split}, layout: librimix, mix: mix_both}}
+  eval_clips: 2
+  min_calibration_clips: 2
+trials: 2
+stage_timeout: 120
+seed: 0
+dimensions:
+  width: 4000
+  calib_clip_length: [1600, null]
+  calib_fill: repeat
+  calib_size: 6
+enqueue:
+  - {{calib_clip_length: 1600}}
+  - {{calib_clip_length: null}}
+""")
+    space = load_space(space_file)
+    out = io.StringIO()
+    summary = run_sweep(space, trials=2, root=tmp_path / "mlruns", stream=out)
+    assert summary.n_trials == 2 and summary.n_ok == 2, out.getvalue()
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("formats")
+    children = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("hefsweep.role") != "parent"]
+    assert len(children) == 2
+    rows, _ = load_array(NPZ, "calib_data")
+    seen_lengths = set()
+    for run in children:
+        local = client.download_artifacts(run.info.run_id, "calibration/calibration_manifest.json", str(tmp_path))
+        manifest = json.loads(Path(local).read_text())
+        clips = manifest["clips"]
+        assert len(clips) == 6
+        # every clip names the npz, its array and row, round-robin over the 8 rows
+        assert all(c["file"] == NPZ.name and c["key"] == "calib_data" for c in clips)
+        assert [c["row"] for c in clips] == [0, 1, 2, 3, 4, 5]
+        assert all(c["source_samples"] == 3200 and c["offset"] == 0 for c in clips)
+        seen_lengths.add(manifest["clip_length"])
+        # the separation metrics come from the LibriMix references (s1/, s2/)
+        assert "orig_float_si_snri_db" in run.data.metrics and np.isfinite(run.data.metrics["si_snr_db"])
+        local = client.download_artifacts(run.info.run_id, "metrics/per_clip.json", str(tmp_path))
+        assert [c["clip"] for c in json.loads(Path(local).read_text())] == sorted(p.name for p in split.glob("mix_both/*"))[:2]
+        # the clips are the npz rows: 1600-sample halves repeated to W, or the whole 3200-sample rows
+        assert all(c["clip_samples"] == (manifest["clip_length"] or 3200) for c in clips)
+    assert seen_lengths == {1600, None}
+    assert rows.shape == (8, 3200)
