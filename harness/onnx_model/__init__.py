@@ -1,0 +1,1 @@
+"""An existing ONNX as the model (``model: {onnx: PATH}``)."""
