@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from harness.backends._overrides import LEVER_KINDS
 from harness.backends._protocol import Override, OverrideKind, OverrideSet
 from harness.failures import Failure
 
@@ -65,6 +66,7 @@ __all__ = [
     "AddOverride",
     "Attempt",
     "DropKind",
+    "DropLever",
     "Fix",
     "FixTemplate",
     "RepairLog",
@@ -89,11 +91,14 @@ class Fix:
         name: Unique key (``negative_exponent:convtas/avgpool6``); a fix is tried at most once per trial.
         overrides: The complete override set to retry with.
         description: One line for logs.
+        revert: The fix takes back a lever the backend rejected (:class:`DropLever`): the failure it answers does not
+            count for the loop's cycle detection, so the loop goes on with the next lever.
     """
 
     name: str
     overrides: OverrideSet
     description: str
+    revert: bool = False
 
 
 class FixTemplate(Protocol):
@@ -226,6 +231,23 @@ class SetGlobal:
 
 
 @dataclass(frozen=True)
+class DropLever:
+    """Take back a compiler lever the backend's script parser rejected (its command is in the failure's message, e.g.
+    ``Parsing failed at: >!<performance_param(…)``): the spelling is MZ's, but a DFC release may differ, and a
+    rejected lever must not end the repairs of the failure it was meant for."""
+
+    def propose(
+        self, failure: Failure, layer: str | None, current: OverrideSet, family: str | None = None
+    ) -> Fix | None:
+        named = {m for m in re.findall(r"([a-z_]+)\(", failure.message) if m in _LEVERS}
+        kept = tuple(ov for ov in current.overrides if ov.kind not in named)
+        if len(kept) == len(current.overrides):
+            return None
+        gone = ", ".join(sorted({ov.kind for ov in current.overrides} & named))
+        return Fix(f"revert:{gone}", OverrideSet(_renamed(current), kept), f"remove the rejected {gone}", True)
+
+
+@dataclass(frozen=True)
 class Retarget:
     """Replace an override target the model does not have by the layer it resolves to, or drop it."""
 
@@ -298,6 +320,8 @@ def avgpool_division_factor(failure: Failure) -> int:
 
 #: Layers ``global_avgpool_reduction`` applies to (bare HN names; in the real HN every ``avgpool<n>`` is an avgpool).
 _AVGPOOL = r"avgpool\d*"
+#: The compiler levers' override kinds (each is also its model-script command).
+_LEVERS = frozenset(LEVER_KINDS)
 #: A compile stage, of the whole model or of one segment of a split model (``compile[seg 2/3]``).
 _COMPILE = r"compile(?:\[seg \d+/\d+\])?"
 #: Allocator failures with model-script levers (smaller buffers / weights, then the compiler's own levers).
@@ -322,6 +346,7 @@ _NO_SCRIPT_LEVER = r"(grouped_deconv|reshape_needed|unexpected_crash|compilation
 #:   factor from the missing bits) -> 16-bit on the layer -> on its family -> activation clipping at 99.99 on
 #:   the layer;
 #: - ``…not found in model``: retarget the override to the layer it stands for, or drop it;
+#: - ``*:*:script_syntax`` naming a compiler lever's command: take the lever back (:class:`DropLever`);
 #: - ``*:AccelerasUnsupportedError:unsupported_layers``: drop 16-bit;
 #: - ``*:AccelerasResourceError:*``: optimization_level 1;
 #: - ``compile:*:agent_infeasible|memory_capacity|no_valid_partition|mapping_failed``: drop every 16-bit override ->
@@ -353,6 +378,11 @@ RULES: tuple[RepairRule, ...] = (
         (Retarget(),),
         "an override names a layer the model does not have: use the layer it stands for, or drop it",
         message=r"not found in model",
+    ),
+    RepairRule(
+        r"[A-Za-z_]+(?:\[seg \d+/\d+\])?:[A-Za-z_][A-Za-z0-9_]*:script_syntax",
+        (DropLever(),),
+        "the script parser rejected a compiler lever (a DFC release that spells it otherwise): take it back",
     ),
     RepairRule(
         r"[A-Za-z_]+:AccelerasUnsupportedError:unsupported_layers",
@@ -680,6 +710,7 @@ def run_repairs(
                 note = no_fix_reason(result.failure, current, tried, rules, result.resolved_layer)
             log.finish(reason, note)
             return RepairOutcome(False, current, reason, log)
-        seen.append(sig)
+        if not fix.revert:  # a rejected lever's failure is not the loop's progress: the next lever follows
+            seen.append(sig)
         tried.add(fix.name)
         current = fix.overrides

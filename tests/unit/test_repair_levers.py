@@ -148,3 +148,42 @@ def test_a_fix_of_an_optimize_failure_is_not_a_compile_lever() -> None:
     log2.record(1, _failure("agent_infeasible"), None, Fix("performance_param=max", NONE, "x"))
     log2.record(2, None)
     assert log2.compile_lever == "performance_param=max"
+
+
+SYNTAX = "Parsing failed at:\n>!<performance_param(compiler_optimization_level=max)"
+
+
+def test_a_rejected_lever_is_taken_back_and_the_next_one_follows() -> None:
+    """A DFC that spells a lever otherwise: the script error reverts it, the loop goes on to the next lever."""
+    seen: list[OverrideSet] = []
+
+    def attempt(ovs: OverrideSet) -> Attempt:
+        seen.append(ovs)
+        kinds = {o.kind for o in ovs.overrides}
+        if "performance_param" in kinds:
+            return Attempt(classify("optimize", "BackendScriptParserException", SYNTAX))
+        if "context_switch_param" in kinds:
+            return Attempt(value="hef")
+        return Attempt(_failure("agent_infeasible"))
+
+    out = run_repairs(attempt, IO16, max_repairs=8)
+    assert out.succeeded, out.log.to_text()
+    assert [e["fix"] for e in out.log.entries] == [
+        "drop:precision16",
+        "compression_level=2",
+        "performance_param=max",
+        "revert:performance_param",
+        "resources_param=1.0",
+        "context_switch_param=enabled",
+        None,
+    ]
+    assert out.log.entries[3]["signature"] == "optimize:BackendScriptParserException:script_syntax"
+    assert "performance_param" not in {o.kind for o in out.overrides.overrides}
+    assert out.log.compile_lever == "context_switch_param=enabled"
+
+
+def test_a_script_error_without_a_lever_has_no_fix() -> None:
+    other = classify("optimize", "BackendScriptParserException", "Parsing failed at:\n>!<quantization_param(conv1 x)")
+    assert next_fix(other, None, IO16, set()) is None
+    rejected = classify("optimize", "BackendScriptParserException", SYNTAX)
+    assert next_fix(rejected, None, NONE, set()) is None  # nothing of that kind to take back
