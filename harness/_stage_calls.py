@@ -2,6 +2,13 @@
 
 Each takes a backend name, plain paths and dataclasses, constructs the backend in the child, and writes its
 results into the given working directory. Nothing here imports torch.
+
+Split models (:mod:`harness.segments`): ``translate`` takes the segment, ``optimize`` reads a segment's calibration
+from an ``.npz`` (one array per input tensor), and ``emulate`` takes a
+:class:`~harness.backends._protocol.SegmentChain` wherever it takes an ``Optimized``: it runs the segments in order
+in this worker, passing each tensor from its producer to its consumers (the host-side glue). A segment's failure is
+re-raised as the same exception class with ``[seg i/K] `` before its message, which
+:func:`harness.failures.classify` moves into the stage name (``emulate[seg 2/3]``).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import numpy as np
 
 from harness import testing
 from harness.backends import BackendSpec, Compiled, Optimized, OverrideSet, QuantSettings, Translated
+from harness.backends._protocol import Segment, SegmentChain
 
 __all__ = ["compile_", "emulate", "optimize", "translate"]
 
@@ -45,10 +53,12 @@ class NonFiniteOutput(ArithmeticError):
     """The emulated model produced NaN or Inf."""
 
 
-def translate(backend: BackendSpec, onnx_path: Path, workdir: Path) -> Translated:
-    """``Backend.translate`` in a child."""
+def translate(backend: BackendSpec, onnx_path: Path, workdir: Path, segment: Segment | None = None) -> Translated:
+    """``Backend.translate`` in a child (of one segment of the model when ``segment`` is given)."""
     _inject("translate")
-    return backend.create().translate(onnx_path, workdir)
+    if segment is None:
+        return backend.create().translate(onnx_path, workdir)
+    return backend.create().translate(onnx_path, workdir, segment=segment)
 
 
 def optimize(
@@ -60,9 +70,15 @@ def optimize(
     workdir: Path,
     reuse_dir: Path | None,
 ) -> Optimized:
-    """``Backend.optimize`` in a child; calibration is read from an ``.npy`` file ``[n,1,1,W]``."""
+    """``Backend.optimize`` in a child; calibration is read from an ``.npy`` file ``[n,1,1,W]`` (or, for a segment,
+    an ``.npz`` with one array per input tensor, in the translated segment's input order)."""
     _inject("optimize")
-    data = np.load(calibration_npy)
+    data: Any
+    if Path(calibration_npy).suffix == ".npz":
+        with np.load(calibration_npy) as z:
+            data = {name: z[name] for name in (translated.inputs or z.files)}
+    else:
+        data = np.load(calibration_npy)
     return backend.create().optimize(translated, data, overrides, settings, workdir, reuse_dir=reuse_dir)
 
 
@@ -72,19 +88,52 @@ def compile_(backend: BackendSpec, optimized: Optimized, workdir: Path) -> Compi
     return backend.create().compile(optimized, workdir)
 
 
-def emulate(backend: BackendSpec, optimized: Optimized, inputs_npy: Path, out_npy: Path) -> tuple[int, ...]:
-    """``Backend.emulate`` in a child; writes outputs to ``out_npy`` and returns their shape.
+def emulate(
+    backend: BackendSpec, optimized: Optimized | SegmentChain, inputs_npy: Path, out_npy: Path
+) -> tuple[int, ...]:
+    """``Backend.emulate`` in a child (of every segment in turn for a :class:`SegmentChain`); writes outputs to
+    ``out_npy`` and returns their shape.
 
     Raises:
         NonFiniteOutput: the outputs contain NaN or Inf.
     """
     _inject("emulate")
-    out = backend.create().emulate(optimized, np.load(inputs_npy))
+    inputs = np.load(inputs_npy)
+    if isinstance(optimized, SegmentChain):
+        out = _emulate_chain(backend.create(), optimized, inputs)
+    else:
+        out = _finite(backend.create().emulate(optimized, inputs))
+    np.save(out_npy, out.astype(np.float32))
+    return tuple(out.shape)
+
+
+def _finite(out: Any) -> Any:
     bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
     if bad:
         raise NonFiniteOutput(f"{bad} non-finite values in the emulated outputs of shape {tuple(out.shape)}")
-    np.save(out_npy, out.astype(np.float32))
-    return tuple(out.shape)
+    return out
+
+
+def _emulate_chain(backend: Any, chain: SegmentChain, inputs: np.ndarray) -> np.ndarray:
+    """Segment 1 on ``inputs``, each later segment on the tensors earlier ones produced; the model's output.
+
+    The last segment's output is the model's output in the backend's layout (Hailo: ``[n, n_src, 1, W']``)."""
+    values: dict[str, np.ndarray] = {chain.model_input: inputs.astype(np.float32)}
+    for seg, opt in zip(chain.segments, chain.optimized, strict=True):
+        try:
+            out = backend.emulate(opt, {t: values[t] for t in seg.inputs})
+            for name, arr in out.items():
+                _finite(arr)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the segment named, same class name
+            raise _named(exc, seg) from exc
+        values.update(out)
+    return values[chain.model_output]
+
+
+def _named(exc: Exception, seg: Segment) -> Exception:
+    """``exc``'s class name and message with ``[seg i/K] `` in front (classified as ``<stage>[seg i/K]``)."""
+    cls = type(type(exc).__name__, (Exception,), {})
+    return cls(f"[{seg.label}] {exc}")
 
 
 def noise(backend: BackendSpec, float_onnx: Path, optimized_path: Path, inputs: np.ndarray, workdir: Path) -> dict[str, Any]:

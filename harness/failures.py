@@ -27,6 +27,7 @@ __all__ = [
     "Enricher",
     "Failure",
     "Rule",
+    "base_stage",
     "classify",
     "classify_with_log",
     "enrich",
@@ -202,7 +203,7 @@ def enrich(stage: str, exc_class: str, message: str, log_text: str | None) -> st
 
 def classify_with_log(stage: str, exc_class: str, message: str, log_text: str | None) -> Failure:
     """:func:`classify` of :func:`enrich` (the Failure's ``message`` is the enriched one)."""
-    return classify(stage, exc_class, enrich(stage, exc_class, message, log_text))
+    return classify(stage, exc_class, enrich(base_stage(stage), exc_class, message, log_text))
 
 
 def _num(text: str) -> float | None:
@@ -212,25 +213,42 @@ def _num(text: str) -> float | None:
         return None
 
 
+_SEGMENT = re.compile(r"^\[(?P<seg>seg \d+/\d+)\] ")
+
+
+def base_stage(stage: str) -> str:
+    """The stage a rule is written for: ``compile`` for a split model's ``compile[seg 2/3]``."""
+    return stage.split("[", 1)[0]
+
+
 def classify(stage: str, exc_class: str, message: str) -> Failure:
     """Classify one failure.
 
+    A split model's stages carry their segment (``compile[seg 2/3]``, :mod:`harness.segments`): rules match the base
+    stage, the Failure keeps the full name. A message that starts with ``[seg i/K] `` (a failure inside a chain of
+    segments run as one stage, :mod:`harness._stage_calls`) moves that segment into the stage name.
+
     Args:
-        stage: Stage name (``export``, ``calibrate``, ``translate``, ``optimize``, ``compile``, ``emulate``).
+        stage: Stage name (``export``, ``calibrate``, ``translate``, ``optimize``, ``compile``, ``emulate``, or one of
+            those with ``[seg i/K]``).
         exc_class: Exception class name raised (``Timeout`` / ``Crash`` for isolation failures).
         message: The exception message.
 
     Returns:
         The :class:`Failure`; ``known`` is False and ``detail`` is ``unclassified`` when no rule matched.
     """
+    m = _SEGMENT.match(message)
+    if m is not None and "[" not in stage:
+        stage, message = f"{stage}[{m.group('seg')}]", message[m.end() :]
+    base = base_stage(stage)
     for rule in (*_EXTRA, *_TABLE):
-        if not re.fullmatch(rule.stage, stage) or not re.fullmatch(rule.exc_class, exc_class):
+        if not re.fullmatch(rule.stage, base) or not re.fullmatch(rule.exc_class, exc_class):
             continue
         m = re.search(rule.message, message)
         if m is None:
             continue
         groups = {k: v for k, v in m.groupdict().items() if v is not None}
         numbers = {k: n for k, v in groups.items() if (n := _num(v)) is not None}
-        detail = rule.detail.format(stage=stage, **groups) if rule.detail else ""
+        detail = rule.detail.format(stage=base, **groups) if rule.detail else ""
         return Failure(stage, exc_class, detail or "-", message, numbers, groups, True, rule.meaning)
     return Failure(stage, exc_class, "unclassified", message, {}, {}, False, "")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import sys
 import time
 import uuid
@@ -321,7 +322,8 @@ class Pipeline:
             metrics = {f"time_{k}_s": v["seconds"] for k, v in stages.items()}
             metrics.update(info.pop("recover_metrics", {}))  # the recovery's measurements also when a later stage fails
             if exc.failed_dir is not None:
-                artifacts += [(p, f"failed_{exc.failure.stage}") for p in sorted(exc.failed_dir.iterdir()) if p.is_file()]
+                folder = "failed_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", exc.failure.stage).strip("_")  # compile[seg 2/3]
+                artifacts += [(p, folder) for p in sorted(exc.failed_dir.iterdir()) if p.is_file()]
             info["traceback"] = exc.traceback_text
             return TrialResult("failed", metrics, exc.failure, tuple(artifacts), stages, info)
         metrics = dict(info.pop("metrics"))
@@ -537,6 +539,13 @@ class Pipeline:
             stages,
             "float.npy",
         )
+
+        if cfg.segments > 1:  # split HEFs: the backend stages per segment and the chain (harness/segments.py)
+            from harness.segments import run_split
+
+            run_split(self, cfg, build_onnx, build_key, plan, calib, orig, orig_out, ref_out, ev, stages, artifacts,
+                      info, explicit, on_clip)  # fmt: skip
+            return
 
         # 4-7. backend stages, isolated
         versions = self.backend_versions()

@@ -10,6 +10,9 @@
 - compile: loads the QDQ model in an ONNX Runtime session with full graph optimizations (the step that fuses
   QDQ into QLinear kernels and would fail on an unrunnable graph) and keeps the QDQ ONNX as the artifact.
 - emulate: runs the QDQ model in ONNX Runtime on the CPU.
+- segments (:mod:`harness.segments`): ``translate(..., segment=)`` extracts the segment's subgraph
+  (``onnx.utils.Extractor`` between its input and output tensors); optimize then calibrates on a dict of its inputs
+  and emulate takes and returns dicts keyed by tensor name.
 
 Does not import torch (it runs in isolated child processes).
 """
@@ -26,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from harness.backends._overrides import LEVER_KINDS, resolve_targets
-from harness.backends._protocol import Compiled, Optimized, OverrideSet, QuantSettings, Translated
+from harness.backends._protocol import Compiled, Optimized, OverrideSet, QuantSettings, Segment, Translated
 
 __all__ = ["OrtBackend"]
 
@@ -55,7 +58,23 @@ class _ArrayReader:
         i = next(self._it, None)
         if i is None:
             return None
+        if isinstance(self.data, _Feeds):
+            return {k: v[i : i + 1].astype(np.float32) for k, v in self.data.arrays.items()}
         return {self.input_name: self.data[i : i + 1].astype(np.float32)}
+
+
+class _Feeds:
+    """A segment's calibration: several named arrays with one row per calibration clip."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = arrays
+        lengths = {len(v) for v in arrays.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"calibration arrays of different lengths: { {k: v.shape for k, v in arrays.items()} }")
+        self._n = lengths.pop()
+
+    def __len__(self) -> int:
+        return self._n
 
     def rewind(self) -> None:
         self._it = None
@@ -88,9 +107,11 @@ class OrtBackend:
         return {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__}
 
     # -- translate ---------------------------------------------------------------------------------------
-    def translate(self, onnx_path: Path, workdir: Path) -> Translated:
+    def translate(self, onnx_path: Path, workdir: Path, segment: Segment | None = None) -> Translated:
         import onnx
 
+        if segment is not None:
+            return self._translate_segment(onnx_path, workdir, segment)
         model = onnx.load(str(onnx_path))
         onnx.checker.check_model(model)
         inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
@@ -107,11 +128,29 @@ class OrtBackend:
         layers = tuple(dict.fromkeys([*names, inputs[0].name, *tensors]))
         return Translated(path=out, input_name=inputs[0].name, width=dims[3], layers=layers)
 
+    def _translate_segment(self, onnx_path: Path, workdir: Path, segment: Segment) -> Translated:
+        """The segment's subgraph between its input and output tensors, as its own ONNX model."""
+        import onnx
+        import onnx.utils
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        out = workdir / "translated.onnx"
+        model = onnx.load(str(onnx_path))
+        model = onnx.shape_inference.infer_shapes(model)  # onnx >= 1.17: Extractor no longer infers them
+        sub = onnx.utils.Extractor(model).extract_model(list(segment.inputs), list(segment.outputs))
+        onnx.checker.check_model(sub)
+        onnx.save(sub, str(out))
+        names = [n.name for n in sub.graph.node if n.name]
+        tensors = [o for n in sub.graph.node for o in n.output]
+        layers = tuple(dict.fromkeys([*names, *segment.inputs, *tensors]))
+        width = int(segment.input_shapes[0][-1])
+        return Translated(out, segment.inputs[0], width, layers, inputs=segment.inputs, outputs=segment.outputs)
+
     # -- optimize ----------------------------------------------------------------------------------------
     def optimize(
         self,
         translated: Translated,
-        calibration: np.ndarray,
+        calibration: np.ndarray | dict[str, np.ndarray],
         overrides: OverrideSet,
         settings: QuantSettings,
         workdir: Path,
@@ -120,7 +159,11 @@ class OrtBackend:
         import onnx
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-        if calibration.ndim != 4 or calibration.shape[1:3] != (1, 1) or calibration.shape[3] != translated.width:
+        if isinstance(calibration, dict):
+            if list(calibration) != list(translated.inputs):
+                raise ValueError(f"calibration arrays for {list(calibration)}; expected {list(translated.inputs)}")
+            calibration = _Feeds(calibration)  # type: ignore[assignment]
+        elif calibration.ndim != 4 or calibration.shape[1:3] != (1, 1) or calibration.shape[3] != translated.width:
             raise ValueError(
                 f"calibration array shape {calibration.shape}; expected [n, 1, 1, {translated.width}]"
             )
@@ -263,7 +306,11 @@ class OrtBackend:
         return Compiled(path=out, info=info)
 
     # -- emulate -----------------------------------------------------------------------------------------
-    def emulate(self, target: Optimized, inputs: np.ndarray) -> np.ndarray:
+    def emulate(
+        self, target: Optimized, inputs: np.ndarray | dict[str, np.ndarray]
+    ) -> np.ndarray | dict[str, np.ndarray]:
+        if isinstance(inputs, dict):
+            return run_segment_onnx(target.path, inputs)
         return run_onnx(target.path, inputs)
 
 
@@ -293,3 +340,16 @@ def run_onnx(path: Path, inputs: np.ndarray) -> np.ndarray:
     name = sess.get_inputs()[0].name
     outs = [sess.run(None, {name: inputs[i : i + 1].astype(np.float32)})[0] for i in range(len(inputs))]
     return np.concatenate(outs, axis=0).astype(np.float32)
+
+
+def run_segment_onnx(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run a segment's ONNX model (several named inputs, batch 1) over rows of ``feeds``; every output by name."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads()
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    n = len(next(iter(feeds.values())))
+    rows = [sess.run(names, {k: v[i : i + 1].astype(np.float32) for k, v in feeds.items()}) for i in range(n)]
+    return {name: np.concatenate([r[j] for r in rows]).astype(np.float32) for j, name in enumerate(names)}

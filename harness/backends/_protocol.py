@@ -34,6 +34,8 @@ __all__ = [
     "Override",
     "OverrideSet",
     "QuantSettings",
+    "Segment",
+    "SegmentChain",
     "Translated",
 ]
 
@@ -127,6 +129,54 @@ class QuantSettings:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """One segment of a split model (:mod:`harness.segments`): a consecutive piece of the exported ONNX graph.
+
+    Attributes:
+        index: 0-based position in the chain; ``count`` segments in all.
+        count: How many segments the model is cut into.
+        start_nodes: Where parsing starts: the graph input's name for the first segment, else the ONNX nodes that
+            consume the segment's inputs (``translate_onnx_model(start_node_names=...)``).
+        end_nodes: The ONNX nodes that produce the segment's outputs (``end_node_names=...``).
+        inputs: ONNX tensor names the segment reads (calibration / emulation arrays are keyed by them), in order.
+        outputs: ONNX tensor names the segment produces for later segments (or the model's output), in order.
+        input_shapes: NCHW shape ``[1, C, 1, F]`` of each input.
+        output_shapes: NCHW shape of each output.
+    """
+
+    index: int
+    count: int
+    start_nodes: tuple[str, ...]
+    end_nodes: tuple[str, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    input_shapes: tuple[tuple[int, ...], ...]
+    output_shapes: tuple[tuple[int, ...], ...]
+
+    @property
+    def label(self) -> str:
+        """``seg i/K`` (1-based), as stage names and failure signatures show it."""
+        return f"seg {self.index + 1}/{self.count}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form."""
+        return {
+            "index": self.index, "count": self.count, "start_nodes": list(self.start_nodes),
+            "end_nodes": list(self.end_nodes), "inputs": list(self.inputs), "outputs": list(self.outputs),
+            "input_shapes": [list(s) for s in self.input_shapes], "output_shapes": [list(s) for s in self.output_shapes],
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Segment:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            int(d["index"]), int(d["count"]), tuple(d["start_nodes"]), tuple(d["end_nodes"]), tuple(d["inputs"]),
+            tuple(d["outputs"]), tuple(tuple(int(x) for x in s) for s in d["input_shapes"]),
+            tuple(tuple(int(x) for x in s) for s in d["output_shapes"]),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Translated:
     """The backend's float representation of a model.
 
@@ -135,12 +185,18 @@ class Translated:
         input_name: Name of the single model input.
         width: The input width W.
         layers: Names a user may target with overrides (node names, tensor names or HN layers).
+        inputs: For a segment (``translate(..., segment=)``): the backend's name of each of the segment's inputs, in
+            :attr:`Segment.inputs` order (ONNX tensor names for ONNX Runtime, HN input layers for Hailo); empty for
+            a whole model.
+        outputs: For a segment: the backend's name of each output, in :attr:`Segment.outputs` order.
     """
 
     path: Path
     input_name: str
     width: int
     layers: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,6 +226,24 @@ class Compiled:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SegmentChain:
+    """The quantized segments of a split model, emulated one after the other (:func:`harness._stage_calls.emulate`
+    takes one wherever it takes an :class:`Optimized`).
+
+    Attributes:
+        segments: The segments, in order.
+        optimized: Each segment's quantized model.
+        model_input: The whole model's input tensor (fed the ``[n, 1, 1, W]`` emulation inputs).
+        model_output: The whole model's output tensor (returned, ``[n, n_src, 1, W']``).
+    """
+
+    segments: tuple[Segment, ...]
+    optimized: tuple[Optimized, ...]
+    model_input: str
+    model_output: str
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What every backend implements. See the module docstring for the contract."""
@@ -180,20 +254,22 @@ class Backend(Protocol):
         """Versions of the SDK/runtime pieces that determine results (logged as tags, part of cache keys)."""
         ...
 
-    def translate(self, onnx_path: Path, workdir: Path) -> Translated:
-        """Parse the float ONNX model into the backend's representation."""
+    def translate(self, onnx_path: Path, workdir: Path, segment: Segment | None = None) -> Translated:
+        """Parse the float ONNX model into the backend's representation; with ``segment``, only that piece of it
+        (its inputs and outputs are the segment's boundary tensors)."""
         ...
 
     def optimize(
         self,
         translated: Translated,
-        calibration: np.ndarray,
+        calibration: np.ndarray | dict[str, np.ndarray],
         overrides: OverrideSet,
         settings: QuantSettings,
         workdir: Path,
         reuse_dir: Path | None = None,
     ) -> Optimized:
-        """Quantize with calibration data ``[n,1,1,W]`` and the override set.
+        """Quantize with calibration data ``[n,1,1,W]`` and the override set; a segment's calibration is a dict of
+        NCHW arrays ``[n, C, 1, F]`` keyed by its input tensor names (:attr:`Segment.inputs`).
 
         ``reuse_dir`` is shared by every call with the same (translated model, calibration set, method); a
         backend may keep reusable statistics there (ONNX Runtime keeps its calibration ranges) and must
@@ -205,6 +281,9 @@ class Backend(Protocol):
         """Produce the deployable artifact."""
         ...
 
-    def emulate(self, target: Optimized, inputs: np.ndarray) -> np.ndarray:
-        """Run the quantized model on ``[n,1,1,W]`` inputs, returning ``[n,n_src,1,W']`` (W' <= W, see above)."""
+    def emulate(
+        self, target: Optimized, inputs: np.ndarray | dict[str, np.ndarray]
+    ) -> np.ndarray | dict[str, np.ndarray]:
+        """Run the quantized model on ``[n,1,1,W]`` inputs, returning ``[n,n_src,1,W']`` (W' <= W, see above); a
+        segment takes and returns dicts of NCHW arrays keyed by its input / output tensor names."""
         ...

@@ -80,6 +80,7 @@ class Translation:
     tensors: Dict[str, str]
     var_pools: List[List[Any]]
     out_widths: Dict[str, List[int]]
+    model: Optional[onnx.ModelProto] = None
 
 
 @dataclass
@@ -498,7 +499,7 @@ class _Builder:
         self.add(kind, kind, uids, shape, pre + [node.name], params, out)
 
 
-def _number(layers: List[_L], input_uid: int, net: str) -> Dict[int, str]:
+def _number(layers: List[_L], input_uids: List[int], net: str) -> Dict[int, str]:
     """Final names: Kahn FIFO order per prefix; const_inputs by the real HN's string-sorted creation order."""
     succ: Dict[int, List[int]] = collections.defaultdict(list)
     for layer in layers:
@@ -506,7 +507,7 @@ def _number(layers: List[_L], input_uid: int, net: str) -> Dict[int, str]:
             succ[i].append(layer.uid)
     consts = [layer.uid for layer in layers if layer.type == "const_input"]
     indeg = {layer.uid: len(layer.inputs) for layer in layers}
-    queue = collections.deque([input_uid, *consts])
+    queue = collections.deque([*input_uids, *consts])
     order: List[int] = []
     while queue:
         x = queue.popleft()
@@ -516,8 +517,8 @@ def _number(layers: List[_L], input_uid: int, net: str) -> Dict[int, str]:
             if indeg[y] == 0:
                 queue.append(y)
     pos = {u: i for i, u in enumerate(order)}
-    dist = {input_uid: 0}
-    bfs = collections.deque([input_uid])
+    dist = {uid: 0 for uid in input_uids}
+    bfs = collections.deque(input_uids)
     while bfs:
         x = bfs.popleft()
         for y in succ[x]:
@@ -544,6 +545,58 @@ def _number(layers: List[_L], input_uid: int, net: str) -> Dict[int, str]:
     return names
 
 
+def cut(model: onnx.ModelProto, start_node_names: Optional[List[str]], end_node_names: Any) -> onnx.ModelProto:
+    """The part of ``model`` between start and end nodes, as its own model (``model`` itself when they are its
+    inputs and outputs) [I: the real parser's cutting rules are not public].
+
+    A start or end name is a node or a tensor name. The part is every node that is both downstream of a start node
+    (inclusive; a start *tensor*'s consumers) and upstream of an end node (inclusive); its inputs are the dynamic
+    tensors those nodes read and none of them produce, in the order the start nodes read them; its outputs are the
+    end nodes' outputs (an end tensor itself), in end-node order.
+    """
+    graph = model.graph
+    consts = _constants(model)
+    node_names = {n.name: n for n in graph.node}
+    graph_inputs = [i.name for i in graph.input if i.name not in consts]
+    tensors = {o for n in graph.node for o in n.output} | set(graph_inputs)
+    starts = list(start_node_names or graph_inputs)
+    ends = [end_node_names] if isinstance(end_node_names, str) else list(end_node_names or [])
+    for name in starts:
+        if name not in node_names and name not in tensors:
+            raise MisspellNodeError(f"Unable to find start node {name} in the model")
+    for name in ends:
+        if name not in node_names and name not in tensors:
+            raise MisspellNodeError(f"Unable to find end node {name} in the model")
+    graph_outputs = [o.name for o in graph.output]
+    end_tensors = list(dict.fromkeys(t for e in ends for t in (list(node_names[e].output) if e in node_names else [e])))
+    if set(starts) <= set(graph_inputs) and (not ends or set(end_tensors) == set(graph_outputs)):
+        return model
+    down: set = set()
+    live = {t for t in starts if t in tensors and t not in node_names}
+    for n in graph.node:
+        if n.name in starts or any(t in live for t in n.input if t):
+            down.add(n.name)
+            live.update(n.output)
+    up: set = set()
+    need = set(end_tensors or graph_outputs)
+    for n in reversed(graph.node):
+        if set(n.output) & need:
+            up.add(n.name)
+            need.update(t for t in n.input if t)
+    part = [n for n in graph.node if n.name in down and n.name in up]
+    produced = {o for n in part for o in n.output}
+    order = [n for name in starts if name in node_names for n in [node_names[name]]] + part
+    inputs = [t for t in starts if t not in node_names]
+    for n in order:
+        for t in n.input:
+            if t and t not in consts and t not in produced and t not in inputs:
+                inputs.append(t)
+    import onnx.utils
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    return onnx.utils.Extractor(inferred).extract_model(inputs, end_tensors or graph_outputs)
+
+
 def translate(
     model: onnx.ModelProto,
     net_name: str,
@@ -551,33 +604,22 @@ def translate(
     end_node_names: Any,
     net_input_shapes: Optional[Dict[str, List[int]]],
 ) -> Translation:
-    """Build the HN of a single-input ONNX model (the whole graph; cutting is not faked)."""
+    """Build the HN of an ONNX model, or of the part between start and end nodes (:func:`cut`); one input layer per
+    model input (``input_layer1..k`` in input order)."""
+    model = cut(model, start_node_names, end_node_names)
     graph = model.graph
     b = _Builder(model)
     inputs = [i for i in graph.input if i.name not in b.consts]
-    if len(inputs) != 1:
-        raise NotImplementedError(f"the fake DFC translates single-input models only; got {len(inputs)} inputs")
-    node_names = {n.name for n in graph.node}
-    tensors = {o for n in graph.node for o in n.output} | {inputs[0].name}
-    for name in start_node_names or []:
-        if name not in node_names and name not in tensors:
-            raise MisspellNodeError(f"Unable to find start node {name} in the model")
-    ends = [end_node_names] if isinstance(end_node_names, str) else list(end_node_names or [])
     graph_outputs = [o.name for o in graph.output]
-    for name in ends:
-        if name not in node_names and name not in tensors:
-            raise MisspellNodeError(f"Unable to find end node {name} in the model")
-        outs = [o for n in graph.node if n.name == name for o in n.output] or [name]
-        if not set(outs) & set(graph_outputs):
-            raise NotImplementedError(f"the fake DFC cannot cut graphs; end node {name} is not a graph output")
-    in_name = inputs[0].name
-    in_dims = b.shapes[in_name]
-    if net_input_shapes and in_name in net_input_shapes and list(net_input_shapes[in_name]) != in_dims:
-        raise NotImplementedError(f"the fake DFC cannot reshape inputs: {net_input_shapes[in_name]} vs {in_dims}")
-    if len(in_dims) != 4:
-        raise UnsupportedModelError(f"1D form is not supported in layer {in_name} of type InputLayer")
-
-    inp = b.add("input_layer", "input_layer", [], _nhwc(in_dims), [in_name], None, in_name)
+    in_uids = []
+    for vi in inputs:
+        in_name = vi.name
+        in_dims = b.shapes[in_name]
+        if net_input_shapes and in_name in net_input_shapes and list(net_input_shapes[in_name]) != in_dims:
+            raise NotImplementedError(f"the fake DFC cannot reshape inputs: {net_input_shapes[in_name]} vs {in_dims}")
+        if len(in_dims) != 4:
+            raise UnsupportedModelError(f"1D form is not supported in layer {in_name} of type InputLayer")
+        in_uids.append(b.add("input_layer", "input_layer", [], _nhwc(in_dims), [in_name], None, in_name).uid)
     for node in graph.node:
         b.node(node)
     if b.errors:
@@ -595,7 +637,7 @@ def translate(
         outs[-1].tensor = o
         outs[-1].extra["onnx_width"] = src.extra.get("onnx_width", src.shape[2])
 
-    names = _number(b.layers, inp.uid, net_name)
+    names = _number(b.layers, in_uids, net_name)
     for i, layer in enumerate(outs, 1):
         names[layer.uid] = f"{net_name}/output_layer{i}"
     succ: Dict[int, List[int]] = collections.defaultdict(list)
@@ -632,4 +674,4 @@ def translate(
                        "version": "1.0"},
         "layers": hn_layers,
     }  # fmt: skip
-    return Translation(hn=hn, tensors=tmap, var_pools=pools, out_widths=widths)
+    return Translation(hn=hn, tensors=tmap, var_pools=pools, out_widths=widths, model=model)

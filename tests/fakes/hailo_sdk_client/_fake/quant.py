@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["collect_ranges", "fake_quant", "run", "tensor_values"]
+__all__ = ["collect_ranges", "fake_quant", "layer_snr", "run_all", "tensor_values"]
 
 
 def _session(model: onnx.ModelProto) -> ort.InferenceSession:
@@ -26,18 +26,23 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
+def _rows(feeds: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Per row, one batch-1 feed of every model input (inputs ``[n, C, H, W]`` keyed by ONNX name)."""
+    n = len(next(iter(feeds.values())))
+    return [{k: v[i : i + 1].astype(np.float32) for k, v in feeds.items()} for i in range(n)]
+
+
 def collect_ranges(
     model: onnx.ModelProto,
     tensors: dict[str, str],
-    input_name: str,
-    calib_nchw: np.ndarray,
+    feeds: dict[str, np.ndarray],
     clipping: dict[str, tuple[str, float, float]],
 ) -> dict[str, tuple[float, float]]:
-    """Per HN layer (lo, hi) of its output tensor over the calibration rows ``[n, 1, 1, W]``."""
+    """Per HN layer (lo, hi) of its output tensor over the calibration rows (``feeds``: ONNX input -> ``[n,C,H,W]``)."""
     aug = onnx.ModelProto()
     aug.CopyFrom(model)
     present = {o.name for o in aug.graph.output}
-    wanted = sorted({t for t in tensors.values() if t != input_name})
+    wanted = sorted({t for t in tensors.values() if t not in feeds})
     for t in wanted:
         if t not in present:
             aug.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
@@ -45,9 +50,9 @@ def collect_ranges(
     names = [o.name for o in sess.get_outputs()]
     lo: dict[str, list[float]] = {k: [] for k in tensors}
     hi: dict[str, list[float]] = {k: [] for k in tensors}
-    for row in calib_nchw:
-        values = dict(zip(names, sess.run(names, {input_name: row[None].astype(np.float32)}), strict=True))
-        values[input_name] = row
+    for row in _rows(feeds):
+        values = dict(zip(names, sess.run(names, row), strict=True))
+        values.update(row)
         for layer, t in tensors.items():
             v = np.asarray(values[t], dtype=np.float64).reshape(-1)
             mode, a, b = clipping.get(layer, ("minmax", 0.0, 100.0))
@@ -69,8 +74,11 @@ def collect_ranges(
     return out
 
 
-def fake_quant(model: onnx.ModelProto, plan: dict[str, tuple[float, float, int]], input_name: str) -> onnx.ModelProto:
-    """A copy of ``model`` with every tensor in ``plan`` (tensor -> lo, hi, bits) rounded onto its grid."""
+def fake_quant(
+    model: onnx.ModelProto, plan: dict[str, tuple[float, float, int]], input_names: list[str]
+) -> onnx.ModelProto:
+    """A copy of ``model`` with every tensor in ``plan`` (tensor -> lo, hi, bits) rounded onto its grid (model
+    inputs ``input_names`` included)."""
     q = onnx.ModelProto()
     q.CopyFrom(model)
     graph = q.graph
@@ -96,7 +104,9 @@ def fake_quant(model: onnx.ModelProto, plan: dict[str, tuple[float, float, int]]
         ]
 
     tag = 0
-    if input_name in plan:
+    for input_name in input_names:
+        if input_name not in plan:
+            continue
         graph.node.extend(chain(input_name, f"{input_name}__fq", *plan[input_name], tag))
         tag += 1
         for node in nodes:
@@ -115,40 +125,41 @@ def fake_quant(model: onnx.ModelProto, plan: dict[str, tuple[float, float, int]]
     return q
 
 
-def run(model: onnx.ModelProto, input_name: str, x_nchw: np.ndarray) -> np.ndarray:
-    """Run ``[n, C, H, W]`` rows one at a time (the exported models have batch 1); returns NCHW float32."""
+def run_all(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run rows of ``feeds`` (ONNX input -> ``[n, C, H, W]``) one at a time (the exported models have batch 1);
+    every graph output by name, NCHW float32."""
     sess = _session(model)
-    out_name = sess.get_outputs()[0].name
-    rows = [sess.run([out_name], {input_name: x_nchw[i : i + 1].astype(np.float32)})[0] for i in range(len(x_nchw))]
-    return np.concatenate(rows, axis=0).astype(np.float32)
+    names = [o.name for o in sess.get_outputs()]
+    rows = [sess.run(names, row) for row in _rows(feeds)]
+    return {n: np.concatenate([r[j] for r in rows], axis=0).astype(np.float32) for j, n in enumerate(names)}
 
 
-def tensor_values(model: onnx.ModelProto, tensors: list[str], input_name: str, x_nchw: np.ndarray) -> dict[str, np.ndarray]:
-    """The values of ``tensors`` (graph tensors of ``model``) for rows ``[n, C, H, W]``, stacked over rows."""
+def tensor_values(model: onnx.ModelProto, tensors: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The values of ``tensors`` (graph tensors of ``model``) for the rows of ``feeds``, stacked over rows."""
     aug = onnx.ModelProto()
     aug.CopyFrom(model)
     present = {o.name for o in aug.graph.output}
     for t in tensors:
-        if t not in present and t != input_name:
+        if t not in present and t not in feeds:
             aug.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
     sess = _session(aug)
     names = [o.name for o in sess.get_outputs()]
     rows: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
-    for row in x_nchw:
-        values = dict(zip(names, sess.run(names, {input_name: row[None].astype(np.float32)}), strict=True))
-        values[input_name] = row[None]
+    for row in _rows(feeds):
+        values = dict(zip(names, sess.run(names, row), strict=True))
+        values.update(row)
         for t in tensors:
             rows[t].append(np.asarray(values[t], dtype=np.float64))
     return {t: np.concatenate(v, axis=0) for t, v in rows.items()}
 
 
 def layer_snr(model: onnx.ModelProto, plan: dict[str, tuple[float, float, int]], tensors: dict[str, str],
-              input_name: str, x_nchw: np.ndarray) -> dict[str, float]:  # fmt: skip
-    """Per HN layer: SNR [dB] of its output tensor, everything quantized vs float, over rows ``x`` -- the fake's
-    version of the DFC's *simple* layer noise analysis ("partial_snr", dfc_api.md 5.3) [I]."""
+              feeds: dict[str, np.ndarray]) -> dict[str, float]:  # fmt: skip
+    """Per HN layer: SNR [dB] of its output tensor, everything quantized vs float, over the rows of ``feeds`` -- the
+    fake's version of the DFC's *simple* layer noise analysis ("partial_snr", dfc_api.md 5.3) [I]."""
     wanted = sorted(set(tensors.values()))
-    ref = tensor_values(model, wanted, input_name, x_nchw)
-    got = tensor_values(fake_quant(model, plan, input_name), wanted, input_name, x_nchw)
+    ref = tensor_values(model, wanted, feeds)
+    got = tensor_values(fake_quant(model, plan, list(feeds)), wanted, feeds)
     out = {}
     for layer, t in tensors.items():
         noise = float(np.sum((ref[t] - got[t]) ** 2))

@@ -115,7 +115,7 @@ class ClientRunner:
         proto = hn.load_model(model)  # external weights that are absent are synthesized (structure-only ONNX)
         name = net_name or (Path(str(model)).stem if not isinstance(model, onnx.ModelProto) else "net")
         result = hn.translate(proto, name, start_node_names, end_node_names, net_input_shapes)
-        self._onnx = proto.SerializeToString()
+        self._onnx = (result.model or proto).SerializeToString()  # the part between start and end nodes
         self._hn = result.hn
         self._fake = {"tensors": result.tensors, "var_pools": result.var_pools, "out_widths": result.out_widths}
         self._script = ""
@@ -170,23 +170,40 @@ class ClientRunner:
         return alls.parse_script(self._script, self._hn["name"], list(self._hn["layers"]))
 
     def _input_layer(self) -> str:
-        return next(n for n, layer in self._hn["layers"].items() if layer["type"] == "input_layer")
+        return self._input_layers()[0]
 
-    def _to_nchw(self, data: Any) -> np.ndarray:
-        """NHWC data (array, {input layer: array} or .npy path) -> NCHW rows; checks the per-sample shape."""
-        name = self._input_layer()
+    def _input_layers(self) -> list[str]:
+        return [n for n, layer in self._hn["layers"].items() if layer["type"] == "input_layer"]
+
+    def _input_names(self) -> list[str]:
+        """The ONNX tensor of each input layer, in input-layer order."""
+        return [self._hn["layers"][n]["original_names"][0] for n in self._input_layers()]
+
+    def _to_nchw(self, data: Any) -> dict[str, np.ndarray]:
+        """NHWC data (array, {input layer: array} or .npy path) -> {ONNX input: NCHW rows}; checks every per-sample
+        shape. A bare array is for a single-input model only; a multi-input model takes the dict form (§3.2 [C])."""
+        names = self._input_layers()
         if isinstance(data, str | Path):
             data = np.load(data)
-        if isinstance(data, dict):
-            if set(data) != {name}:
-                raise BadInputsShape(f"Expected data for input layers ['{name}'], got {sorted(data)}")
-            data = data[name]
-        arr = np.asarray(data, dtype=np.float32)
-        expected = tuple(self._hn["layers"][name]["output_shapes"][0][1:])
-        if arr.ndim != 4 or tuple(arr.shape[1:]) != expected:
-            shape = tuple(arr.shape[1:]) if arr.ndim > 1 else tuple(arr.shape)
-            raise BadInputsShape(f"Data shape {shape} for layer {name} doesn't match network's input shape {expected}")
-        return np.transpose(arr, (0, 3, 1, 2))
+        if not isinstance(data, dict):
+            if len(names) != 1:
+                raise BadInputsShape(f"Expected data for input layers {names}, got a single array")
+            data = {names[0]: data}
+        if set(data) != set(names):
+            raise BadInputsShape(f"Expected data for input layers {names}, got {sorted(data)}")
+        out = {}
+        rows = set()
+        for name, onnx_name in zip(names, self._input_names()):
+            arr = np.asarray(data[name], dtype=np.float32)
+            expected = tuple(self._hn["layers"][name]["output_shapes"][0][1:])
+            if arr.ndim != 4 or tuple(arr.shape[1:]) != expected:
+                shape = tuple(arr.shape[1:]) if arr.ndim > 1 else tuple(arr.shape)
+                raise BadInputsShape(f"Data shape {shape} for layer {name} doesn't match network's input shape {expected}")
+            out[onnx_name] = np.transpose(arr, (0, 3, 1, 2))
+            rows.add(len(arr))
+        if len(rows) != 1:
+            raise BadInputsShape(f"Input layers {names} got different numbers of rows: {sorted(rows)}")  # [I]
+        return out
 
     # -- optimize (§3) -------------------------------------------------------------------------------------
     def optimize(self, calib_data: Any, data_type: Any = None, **_: Any) -> None:
@@ -199,12 +216,11 @@ class ClientRunner:
         _log("acceleras.log", [f"[info] optimize {net}: {len(calib)} calibration rows"])
         acceleras.apu_neg_mantissa_correction(self._hn)  # DFC 3.33's crash on HailoAvgPool unless guarded [T]
         self._check_shifts(cfg)
-        calib = calib[: cfg.calibset_size]
+        calib = {k: v[: cfg.calibset_size] for k, v in calib.items()}
         model = onnx.load_from_string(self._onnx)
         tensors = self._fake["tensors"]
         internal = {k: v for k, v in tensors.items() if self._hn["layers"][k]["type"] != "output_layer"}
-        input_name = self._hn["layers"][self._input_layer()]["original_names"][0]
-        ranges = quant.collect_ranges(model, internal, input_name, calib, cfg.clipping)
+        ranges = quant.collect_ranges(model, internal, calib, cfg.clipping)
         bits = {}
         for layer in internal:
             outs = self._hn["layers"][layer]["output"]
@@ -213,14 +229,15 @@ class ClientRunner:
         self._fake["ranges"] = {k: [lo, hi, bits[k]] for k, (lo, hi) in ranges.items()}
         self._fake["bits"] = {k: cfg.bits.get(k, 8) for k in self._hn["layers"]}
         self._fake["bits"].update(bits)
-        self._fake["calibset_size"] = int(len(calib))
+        self._fake["calibset_size"] = int(len(next(iter(calib.values()))))
         # the simple layer noise analysis: optimize(level >= 1) runs it by default (dfc_api.md 5.3 [C]) and
         # checker_cfg's policy turns it on or off (§2.4 [C]); its numbers here: every layer quantized, SNR of
         # each layer's output vs float on a few calibration rows [I]
         self._fake.pop("partial_snr", None)
         if cfg.checker == "enabled" or (cfg.checker is None and cfg.optimization_level >= 1):
             plan = {tensors[k]: (lo, hi, bits[k]) for k, (lo, hi) in ranges.items()}
-            self._fake["partial_snr"] = quant.layer_snr(model, plan, internal, input_name, calib[:LAT_ROWS])
+            few = {k: v[:LAT_ROWS] for k, v in calib.items()}
+            self._fake["partial_snr"] = quant.layer_snr(model, plan, internal, few)
         self.state = States.QUANTIZED_MODEL
 
     def _check_shifts(self, cfg: alls.ScriptConfig) -> None:
@@ -343,14 +360,19 @@ class ClientRunner:
     ) -> np.ndarray | list[np.ndarray]:
         x = self._to_nchw(dataset)
         if data_count is not None:
-            x = x[:data_count]
+            x = {k: v[:data_count] for k, v in x.items()}
         model = onnx.load_from_string(self._onnx)
-        input_name = self._hn["layers"][self._input_layer()]["original_names"][0]
         if context.target is InferenceContext.SDK_QUANTIZED:
             plan = {self._fake["tensors"][k]: tuple(v) for k, v in self._fake["ranges"].items()}
-            model = quant.fake_quant(model, plan, input_name)  # type: ignore[arg-type]
-        y = quant.run(model, input_name, x)
-        out_layer = self._hn["net_params"]["output_layers_order"][0]
-        _, h, w, c = self._hn["layers"][out_layer]["output_shapes"][0]
-        y = y.reshape(len(x), c, h, -1)[..., :w]  # the HN deconv gives F * stride samples, not the ONNX W [T]
-        return np.ascontiguousarray(np.transpose(y, (0, 2, 3, 1))).astype(np.float32)  # NCHW -> NHWC (§5.2) [C]
+            model = quant.fake_quant(model, plan, list(x))  # type: ignore[arg-type]
+        ys = quant.run_all(model, x)
+        layers = self._hn["layers"]
+        results = []
+        for producer in self._hn["net_params"]["output_layers_order"]:
+            # the output layer fed by this producer, and the ONNX tensor it stands for
+            out_layer = next(n for n in layers[producer]["output"] if layers[n]["type"] == "output_layer")
+            y = ys[layers[out_layer]["original_names"][0]]
+            _, h, w, c = layers[out_layer]["output_shapes"][0]
+            y = y.reshape(len(y), c, h, -1)[..., :w]  # the HN deconv gives F * stride samples, not the ONNX W [T]
+            results.append(np.ascontiguousarray(np.transpose(y, (0, 2, 3, 1))).astype(np.float32))  # NHWC (§5.2) [C]
+        return results[0] if len(results) == 1 else results  # a list in output_layers_order (§5.2) [C]
