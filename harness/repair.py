@@ -39,6 +39,11 @@ signature). The order puts evidence before hope, and the cheap before the slow:
    out of room; for ``single_context_overflow`` ("Context switch is disabled, but model could not fit in single
    context") enabling context switching comes first -- the message names it.
 
+A lever the backend's script parser rejects (``…:script_syntax`` naming its command: a DFC release that spells it
+otherwise) is taken back (:class:`DropLever`) and the loop goes on with the next one, so a rejected lever never
+replaces the allocator's signature. ``allocator_param``'s timeout only helps when the stage timeout
+(``stage_timeout``) is longer still; otherwise the harness stops the compile first (``compile:Timeout:…``).
+
 When a compile passes after a fix, :attr:`RepairLog.compile_lever` names that fix (tag ``repair.compile_lever``).
 A sweep must not count on any lever working: an allocator failure that outlasts them is handed to
 :mod:`harness.followups`, which changes the deployment shape (time tiling, split HEFs) where the space allows.

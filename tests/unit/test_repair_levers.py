@@ -137,8 +137,8 @@ def test_levers_exhausted_stop_without_a_lever() -> None:
 
 def test_a_fix_of_an_optimize_failure_is_not_a_compile_lever() -> None:
     log = RepairLog()
-    neg = classify("optimize", "NegativeSlopeExponentNonFixable",
-                   "Quantization failed in layer convtas/ne_activation_avgpool2 due to unsupported required slope")  # fmt: skip
+    text = "Quantization failed in layer convtas/ne_activation_avgpool2 due to unsupported required slope"
+    neg = classify("optimize", "NegativeSlopeExponentNonFixable", text)
     from harness.repair import Fix
 
     log.record(1, neg, "convtas/avgpool2", Fix("negative_exponent:convtas/avgpool2", NONE, "x"))
