@@ -11,6 +11,13 @@ optional ``infos``. Key mapping (asteroid -> 4-D model):
   ``TCN.{i}.skip_conv``, ``mask_net.{0,1}``); ``Conv1d`` weights ``[O, I, k]`` gain a unit height axis
   ``[O, I, 1, k]`` and norm ``gamma``/``beta`` ``[C]`` become ``[1, C, 1, 1]``; biases and PReLU weights are
   unchanged.
+
+Checkpoints as they come are unwrapped first (:func:`_unwrap`): asteroid ``serialize()`` dicts; PyTorch Lightning /
+asteroid ``System`` checkpoints (``state_dict`` keys prefixed ``model.``, the architecture from asteroid's
+``training_config``: ``filterbank``, ``masknet``, ``data.sample_rate``, or a ``model_args`` in ``hyper_parameters``);
+``model_state_dict`` / ``model`` / ``net`` wrappers (a state dict, or a ``serialize()`` dict, under that key, with
+``model_args`` beside it); ``module.`` prefixes (``DataParallel``). A wrong architecture is still a one-line error
+naming what was found (``model_name``, or the unexpected / missing keys).
 """
 
 from __future__ import annotations
@@ -37,6 +44,10 @@ __all__ = ["MODEL_NAME", "load_checkpoint", "save_checkpoint"]
 MODEL_NAME = "ConvTasNet"
 
 _REQUIRED_KEYS = ("model_name", "model_args", "state_dict")
+#: Keys under which trainers store the model's state dict (or a ``serialize()`` dict), tried in this order.
+_WRAPPERS = ("model_state_dict", "model", "net")
+#: Prefixes trainers put before every state-dict key: a Lightning / asteroid ``System``'s attribute, ``DataParallel``.
+_PREFIXES = ("model.", "module.", "net.")
 _FILTERBANK_KEYS = {"encoder.weight": "encoder.filterbank._filters", "decoder.weight": "decoder.filterbank._filters"}
 _SHOW = 3  # how many offending keys an error message lists
 
@@ -45,14 +56,16 @@ def load_checkpoint(path: str | os.PathLike[str]) -> ConvTasNet4D:
     """Load an asteroid ``ConvTasNet`` checkpoint into a 4-D model.
 
     Args:
-        path: A file written by asteroid's ``torch.save(model.serialize())`` or by :func:`save_checkpoint`.
+        path: A file written by asteroid's ``torch.save(model.serialize())`` or by :func:`save_checkpoint`, or a
+            training checkpoint of the kinds the module docstring lists.
 
     Returns:
         The model, in eval mode, with ``model.config`` set.
 
     Raises:
         CheckpointError: the file is missing or not loadable with ``torch.load(weights_only=True)``; it is not
-            a dict with ``model_name``, ``model_args`` and ``state_dict``; ``model_name`` is not ``ConvTasNet``;
+            a dict with ``model_name``, ``model_args`` and ``state_dict`` (nor one of the wrappers of the module
+            docstring); ``model_name`` is not ``ConvTasNet``;
             ``model_args`` are unknown or unsupported; or the state dict has missing keys, unexpected keys or
             shape mismatches. The message names the path.
     """
@@ -74,18 +87,23 @@ def load_checkpoint(path: str | os.PathLike[str]) -> ConvTasNet4D:
         ) from err
     if not isinstance(package, Mapping):
         raise CheckpointError(where, f"contains a {type(package).__name__}", "a dict from asteroid's serialize()")
-    missing = [key for key in _REQUIRED_KEYS if key not in package]
+    name, model_args, state = _unwrap(package)
+    missing = [key for key, v in zip(_REQUIRED_KEYS, (name or model_args, model_args, state)) if v is None]
     if missing:
         raise CheckpointError(
-            where, f"dict without {', '.join(missing)}", f"keys {', '.join(_REQUIRED_KEYS)} (asteroid serialize())"
+            where,
+            f"dict without {', '.join(missing)}",
+            f"keys {', '.join(_REQUIRED_KEYS)} (asteroid serialize())",
+            hint="or a Lightning/asteroid System checkpoint with its training_config, or a "
+            f"{'/'.join(_WRAPPERS)} state-dict wrapper with model_args beside it",
         )
-    if package["model_name"] != MODEL_NAME:
-        raise CheckpointError(where, f"model_name {package['model_name']!r}", repr(MODEL_NAME))
-    config = ConvTasNetConfig.from_model_args(package["model_args"], source=where)
+    if name is not None and name != MODEL_NAME:
+        raise CheckpointError(where, f"model_name {name!r}", repr(MODEL_NAME))
+    config = ConvTasNetConfig.from_model_args(model_args, source=where)  # type: ignore[arg-type]
     model = ConvTasNet4D(config)
-    state = package["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(where, "state_dict is not a dict of tensors", "a model state_dict")
+    state = _strip_prefixes(state, lightning="training_config" in package or "pytorch-lightning_version" in package)
     _check_state(where, state, _to_asteroid_state(model))
     model.load_state_dict(_from_asteroid_state(state, config), strict=True)
     return model.eval()
@@ -141,6 +159,59 @@ def save_checkpoint(model: ConvTasNet4D, path: str | os.PathLike[str], infos: Ma
         Path(tmp).unlink(missing_ok=True)
         raise
     return dest
+
+
+def _unwrap(package: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """``(model_name, model_args, state_dict)`` of a checkpoint as it comes (see the module docstring); ``None`` for
+    what is not there. The state dict's keys may still carry prefixes (:func:`_strip_prefixes`)."""
+    name, args, state = package.get("model_name"), package.get("model_args"), package.get("state_dict")
+    if state is None:
+        for key in _WRAPPERS:
+            inner = package.get(key)
+            if isinstance(inner, Mapping) and ("state_dict" in inner or "model_args" in inner):  # serialize() inside
+                inner_name, inner_args, state = _unwrap(inner)
+                name, args = name or inner_name, args if args is not None else inner_args
+                break
+            if isinstance(inner, Mapping):
+                state = inner
+                break
+    if args is None:
+        args = _lightning_model_args(package)
+    return name, args, state
+
+
+def _lightning_model_args(package: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The model_args of a Lightning / asteroid ``System`` checkpoint: from asteroid's ``training_config`` (the
+    recipe's ``filterbank`` and ``masknet`` sections, ``data.sample_rate``, ``n_src`` from ``masknet`` or ``data``),
+    or a ``model_args`` saved in ``hyper_parameters``; ``None`` when neither is there."""
+    hparams = package.get("hyper_parameters")
+    if isinstance(hparams, Mapping) and isinstance(hparams.get("model_args"), Mapping):
+        return dict(hparams["model_args"])
+    conf = package.get("training_config")
+    if not isinstance(conf, Mapping) or not isinstance(conf.get("filterbank"), Mapping):
+        return None
+    masknet = conf.get("masknet") if isinstance(conf.get("masknet"), Mapping) else {}
+    data = conf.get("data") if isinstance(conf.get("data"), Mapping) else {}
+    args: dict[str, Any] = {**conf["filterbank"], **masknet}
+    if "n_src" not in args and "n_src" in data:
+        args["n_src"] = data["n_src"]
+    if "sample_rate" in data:
+        args.setdefault("sample_rate", data["sample_rate"])
+    return args
+
+
+def _strip_prefixes(state: Mapping[str, torch.Tensor], *, lightning: bool) -> dict[str, torch.Tensor]:
+    """The state dict without the prefixes trainers add (:data:`_PREFIXES`, each when every key has it, repeatedly).
+    In a Lightning checkpoint only the ``model.`` entries are the model's (a ``System`` may hold other modules)."""
+    out = dict(state)
+    if lightning and any(k.startswith("model.") for k in out):
+        out = {k: v for k, v in out.items() if k.startswith("model.")}
+    while out:
+        prefix = next((p for p in _PREFIXES if all(k.startswith(p) for k in out)), None)
+        if prefix is None:
+            break
+        out = {k[len(prefix) :]: v for k, v in out.items()}
+    return out
 
 
 def _to_asteroid_state(model: nn.Module, where: str = "model") -> dict[str, torch.Tensor]:
