@@ -19,6 +19,7 @@ failed in ``compile`` got further than one that failed in ``optimize``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -116,11 +117,14 @@ class FrontierPoint:
         metrics: ``capacity_params``, ``capacity_macs`` (per input of W samples) and ``capacity_frames``.
         changed: The capacity values that differ from the checkpoint's.
         needs_retraining: Whether the model is not the checkpoint's (its weights are partly slices, partly fresh).
+        arch: The model's effective capacity values (the checkpoint's where the trial left them null), its input
+            ``width`` and ``n_layers`` (``n_blocks * n_repeats``): the frontier plot's axes.
     """
 
     metrics: dict[str, float]
     changed: dict[str, int]
     needs_retraining: bool
+    arch: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def value(self) -> float:
@@ -141,5 +145,8 @@ def frontier_point(base: Any, params: Mapping[str, Any]) -> FrontierPoint:
     values = {k: params.get(k) for k in CAPACITY_DIMS}
     changed = changed_values(base, values)
     width = params.get("tile_width") or params["width"]  # the width the model is built at (a tile, when tiled)
-    cap = capacity(resized_config(base, changed), int(width))
-    return FrontierPoint(cap.metrics(), changed, bool(changed))
+    config = resized_config(base, changed)
+    cap = capacity(config, int(width))
+    arch = {k: int(getattr(config, k) or 0) for k in CAPACITY_DIMS}
+    arch.update(width=int(width), n_layers=config.n_layers)
+    return FrontierPoint(cap.metrics(), changed, bool(changed), arch)

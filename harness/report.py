@@ -233,11 +233,15 @@ class _NotEnough(Exception):
     """A plot cannot be drawn from these trials (the message says why)."""
 
 
-def _history(study: Any, rows: list[TrialRow]) -> Any:
+def _history(study: Any, rows: list[TrialRow], frontier: bool = False) -> Any:
     from optuna.visualization import plot_optimization_history
 
     if not any(r.state == "COMPLETE" for r in rows):
         raise _NotEnough("no finished (COMPLETE) trial yet")
+    if frontier:  # mode: frontier: the study's values are capacities, for infeasible trials too
+        fig = plot_optimization_history(study, target_name="capacity_macs (MACs per input)")
+        fig.update_layout(title="Optimization history of capacity_macs (the best so far counts feasible trials only)")
+        return fig
     fig = plot_optimization_history(study, target_name="si_snr_db [dB]")
     feasible = [r.value for r in rows if r.feasible and r.value is not None]
     if feasible:
@@ -265,7 +269,7 @@ def _ok_study(study: Any, rows: list[TrialRow]) -> Any:
     return copy
 
 
-def _importance(study: Any, rows: list[TrialRow]) -> Any:
+def _importance(study: Any, rows: list[TrialRow], objective: str = "si_snr_db") -> Any:
     from optuna.visualization import plot_param_importances
 
     ok = _ok_study(study, rows)
@@ -275,8 +279,8 @@ def _importance(study: Any, rows: list[TrialRow]) -> Any:
     varied = [k for k in _searched(ok) if len({repr(t.params.get(k)) for t in ok.trials}) > 1]
     if not varied:
         raise _NotEnough(f"the {n} successful trials do not differ in any searched parameter")
-    fig = plot_param_importances(ok, params=varied, target_name="si_snr_db")
-    fig.update_layout(title=f"Parameter importances for si_snr_db ({n} successful trials)")
+    fig = plot_param_importances(ok, params=varied, target_name=objective)
+    fig.update_layout(title=f"Parameter importances for {objective} ({n} successful trials)")
     return fig
 
 
@@ -604,8 +608,13 @@ def build_report(
     top: int = 10,
     boundary: Sequence[str] | None = None,
     log_to_parent: bool = True,
+    frontier_axes: Sequence[str] | None = None,
 ) -> ReportResult:
     """Write ``out_dir/report.html`` for a study and log it to the study's parent run as ``report/report.html``.
+
+    A ``mode: frontier`` study (:mod:`harness.report_frontier`) gets a ``frontier`` section (over ``frontier_axes``,
+    default: chosen from the trials); its history and importances are of its objective, ``capacity_macs``, and the
+    other sections show the trials' SI-SNR.
 
     Raises:
         HarnessError: unknown study, a study without trials, unreachable stores, plotly missing.
@@ -624,6 +633,14 @@ def build_report(
         raise HarnessError(f"study {study_name!r}", "has no trials", "a study with at least one trial (run `hefsweep sweep`)")
     client, exp, parent, runs = _mlflow(tracking_uri, study_name)
     rows = collect_trials(study, runs)
+    from harness.report_frontier import frontier_axes as pick_axes, frontier_trials, is_frontier
+
+    frontier = is_frontier(study)
+    if frontier:  # the Optuna value is the capacity: the SI-SNR sections read the trials' si_snr_db instead
+        fronts = frontier_trials(study, rows)
+        axes = pick_axes(fronts, frontier_axes)  # a bad --frontier is the user's error, not a note
+        for r in rows:
+            r.value = r.metrics.get("si_snr_db") if r.status == "ok" else None
     if boundary:
         boundary = _boundary_params(study, rows, boundary)  # a bad --boundary is the user's error, not a note
     exp_id = exp.experiment_id if exp is not None else None
@@ -646,9 +663,12 @@ def build_report(
         _Section("feasibility", "Feasibility boundary", "Finished trials over two parameters; crosses are infeasible (colored by constraint violation), circles feasible."),
         _Section("best", "Best trials", f"The {top} best feasible trials, with links to their MLflow runs."),
     ]  # fmt: skip
+    if frontier:
+        sections.insert(-1, _Section("frontier", "Capacity frontier", "mode: frontier: each finished trial over two capacity axes, feasible (every stage passed, compile included) or not; the star is the largest feasible model by the objective capacity_macs (MACs per input of W samples). Resized models need retraining: their SI-SNR is against the original model, before any."))  # fmt: skip
     s = {sec.key: sec for sec in sections}
-    s["history"].parts.append(h.try_fig(lambda: _history(study, rows), "plot-history", "optimization history unavailable"))
-    s["importance"].parts.append(h.try_fig(lambda: _importance(study, rows), "plot-importance", "importances unavailable"))
+    s["history"].parts.append(h.try_fig(lambda: _history(study, rows, frontier), "plot-history", "optimization history unavailable"))
+    objective = "capacity_macs" if frontier else "si_snr_db"
+    s["importance"].parts.append(h.try_fig(lambda: _importance(study, rows, objective), "plot-importance", "importances unavailable"))
     s["importance"].parts.append(
         h.try_fig(lambda: _importance_feasibility(study, rows), "plot-importance-feasibility", "feasibility importances unavailable")
     )
@@ -661,6 +681,11 @@ def build_report(
         h.try_fig(lambda: _feasibility(study, rows, boundary), "plot-feasibility", "feasibility plot unavailable", 480)
     )
     s["best"].parts.append(_best_table(rows, top, searched, link))
+    if frontier:
+        from harness.report_frontier import frontier_figure, frontier_table
+
+        s["frontier"].parts.append(h.try_fig(lambda: frontier_figure(fronts, axes), "plot-frontier", "frontier plot unavailable", 520))
+        s["frontier"].parts.append(frontier_table(fronts, link))
 
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     links = []

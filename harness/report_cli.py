@@ -28,6 +28,12 @@ class Report(Command):
             metavar="X,Y",
             help="the two parameters of the feasibility plot (default: the two that explain violations best)",
         )
+        p.add_argument(
+            "--frontier",
+            metavar="X,Y",
+            help="mode: frontier studies: the two capacity axes of the frontier plot, e.g. capacity_params,width "
+            "(default: capacity_params and the axis that varies most)",
+        )
         p.add_argument("--no-log", action="store_true", help="do not log the report to the parent run")
         store_options(p)
 
@@ -43,6 +49,7 @@ class Report(Command):
             boundary = [b.strip() for b in args.boundary.split(",") if b.strip()]
             if len(boundary) != 2:
                 raise HarnessError("--boundary", args.boundary, "two parameter names separated by a comma (X,Y)")
+        axes = [a.strip() for a in args.frontier.split(",") if a.strip()] if args.frontier else None
         result = build_report(
             args.study,
             storage=args.storage or default_storage(args.root),
@@ -52,6 +59,7 @@ class Report(Command):
             top=args.top,
             boundary=boundary,
             log_to_parent=not args.no_log,
+            frontier_axes=axes,
         )
         c = result.counts
         print(

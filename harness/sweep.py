@@ -409,6 +409,7 @@ def _record_frontier(tracker: Tracker, trial: Any, run_id: str, point: Any) -> N
     tracker.log_metrics(run_id, point.metrics)
     tracker.set_tags(run_id, {"hefsweep.needs_retraining": flag, "hefsweep.mode": "frontier"})
     trial.set_user_attr("needs_retraining", point.needs_retraining)
+    trial.set_user_attr("capacity_arch", point.arch)  # the effective architecture: the report's frontier axes
     for k, v in point.metrics.items():
         trial.set_user_attr(k, v)
 
