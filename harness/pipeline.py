@@ -898,7 +898,7 @@ class Pipeline:
         from harness.tiling import TilingError, plan_tiles
 
         try:
-            plan = plan_tiles(cfg.width, cfg.tile_width, cfg.tile_context, self.model.config)
+            plan = plan_tiles(cfg.width, cfg.tile_width, cfg.tile_context, self.trial_model(cfg)[0].config)  # resized: its own
         except TilingError as exc:
             stages["tile"] = {"key": "", "cached": False, "seconds": 0.0}
             raise _StageFailed(classify("tile", type(exc).__name__, str(exc)), None, f"{type(exc).__name__}: {exc}\n") from None

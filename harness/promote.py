@@ -21,6 +21,11 @@ Promotion re-checks the artifact *as stored* before registering it:
    emulated through the backend in an isolated worker; when
    the DFC is not importable here promotion is refused unless ``skip_emulation`` (then versions and emulation
    are recorded as skipped and only the hash vouches for the artifact).
+   A time-tiled run (:mod:`harness.tiling`): its ``compiled/tiling.json`` must hash to the trial's ``trial.json``
+   ``tiling.sha256`` (check ``tiling``); the quantized model then runs on the plan's tiles (aligned against
+   ``export_tile/model.onnx`` as in the trial), stitched, and is scored on the whole clips; the version is tagged
+   ``hefsweep.tiling`` / ``hefsweep.tiling_sha256`` and :func:`pull` writes ``tiling.json`` beside the artifact once
+   its hash matches.
 
 Registration: ``create_registered_model`` (if missing) + ``create_model_version(source=<run artifact URI>/<artifact
 path>, run_id=...)`` with tags ``hefsweep.sha256``, ``hefsweep.study``, ``hefsweep.run``, ``hefsweep.si_snr_db``,
@@ -123,6 +128,7 @@ class Verified:
     versions: dict[str, str]
     metrics: dict[str, float]
     checks: tuple[Check, ...]
+    tiling: dict[str, str] = field(default_factory=dict)  # a tiled run's tiling.json: version tags (see _Tiling)
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,7 @@ class Pulled:
     sha256: str
     run_id: str | None
     tags: dict[str, str]
+    extra: tuple[Path, ...] = ()  # files pulled with the artifact (a tiled run's tiling.json)
 
 
 # -- MLflow access --------------------------------------------------------------------------------------------
@@ -370,6 +377,10 @@ def verify_run(
     actual = _check_sha256(local, expected, f"artifact {artifact} of run {rid}",
                            "as recorded in hefsweep.artifact_sha256 (the stored file changed after the trial)")  # fmt: skip
     done(Check("sha256", "ok", f"{actual[:16]}... matches hefsweep.artifact_sha256"))
+    # 1b. a tiled run: its deployment recipe (compiled/tiling.json) must be the trial's
+    tiling = _Tiling.of_run(run, workdir, tracking_uri)
+    if tiling is not None:
+        done(tiling.check)
 
     # 2. backend versions
     backend = run.data.params.get("backend") or "ort"
@@ -384,11 +395,11 @@ def verify_run(
                                "promote where the backend is installed, or pass --skip-emulation") from None  # fmt: skip
         done(Check("versions", "skipped", f"backend {backend} is not importable here (--skip-emulation)"))
         done(Check("emulation", "skipped", "--skip-emulation"))
-        return _verified(run, backend, artifact, actual, recorded, checks)
+        return _verified(run, backend, artifact, actual, recorded, checks, tiling)
     done(_versions_check(recorded, current, backend, allow_version_mismatch, rid))
     if skip_emulation or space is None:
         done(Check("emulation", "skipped", "--skip-emulation"))
-        return _verified(run, backend, artifact, actual, recorded, checks)
+        return _verified(run, backend, artifact, actual, recorded, checks, tiling)
 
     # 3. evaluation set and emulation
     from harness.audio import load_eval_set
@@ -416,21 +427,25 @@ def verify_run(
     done(Check("eval_set", "ok", f"{len(ev)} clips, key {ev.key[:16]}... matches hefsweep.eval_set"))
     x = np.ascontiguousarray(ev.mixtures[:, None, None, :], dtype=np.float32)
     ref = run_onnx(float_onnx, x)
+    # tiled: the compiled model runs on the trial's tiles (aligned against the float tile model) and is stitched
+    xq, aref = (x, ref) if tiling is None else tiling.inputs(ev, base, workdir, tracking_uri, rid)
     if backend == "ort":
-        quant = run_onnx(local, x)
+        quant = run_onnx(local, xq)
     else:
         har = _download(f"{base}/{_HAILO_HAR}", workdir / "har", tracking_uri, f"{_HAILO_HAR} of run {rid}")
         done(_check_har(har, tags.get("hefsweep.har_sha256"), rid))
-        quant = _emulate_hailo(space.backend_spec(), har, x, workdir, space.stage_timeout)
-        if quant.shape[-1] != ref.shape[-1]:  # the DFC's deconv gives F*stride samples: align as the trial did
+        quant = _emulate_hailo(space.backend_spec(), har, xq, workdir, space.stage_timeout)
+        if quant.shape[-1] != aref.shape[-1]:  # the DFC's deconv gives F*stride samples: align as the trial did
             from harness.model import load_checkpoint
             from harness.pipeline import apply_alignment, output_alignment
 
             try:
-                alignment = output_alignment(quant, ref, load_checkpoint(space.checkpoint).config)
+                alignment = output_alignment(quant, aref, load_checkpoint(space.checkpoint).config)
             except ValueError as exc:
                 raise HarnessError(f"emulation of run {rid}", str(exc), "an output the trial could align") from None
-            quant = apply_alignment(quant, alignment, ref.shape[-1])
+            quant = apply_alignment(quant, alignment, aref.shape[-1])
+    if tiling is not None:
+        quant = tiling.plan.stitch(quant)
     if quant.shape != ref.shape:
         raise HarnessError(f"emulation of run {rid}", f"output shape {quant.shape}", f"the float model's {ref.shape}")
     recomputed, against = _objective(client, tracking_uri, run, space, ev, quant, ref, workdir)
@@ -451,7 +466,7 @@ def verify_run(
     else:
         detail += f"; {against}"
     done(Check("emulation", "ok", detail))
-    v = _verified(run, backend, artifact, actual, recorded, checks)
+    v = _verified(run, backend, artifact, actual, recorded, checks, tiling)
     v.metrics.update({f"{k}_recomputed": val for k, val in recomputed.items() if k in _RECOMPUTED})
     return v
 
@@ -509,11 +524,87 @@ def _options_from_tags(backend: str, tags: dict[str, str]) -> dict[str, Any]:
     return {"hw_arch": arch} if backend == "hailo" and arch else {}
 
 
-def _verified(run: Any, backend: str, artifact: str, sha: str, versions: dict[str, str], checks: list[Check]) -> Verified:
+def _verified(
+    run: Any, backend: str, artifact: str, sha: str, versions: dict[str, str], checks: list[Check],
+    tiling: _Tiling | None = None,
+) -> Verified:  # fmt: skip
     m = run.data.metrics
     metrics = {k: float(m[k]) for k in _RECOMPUTED if k in m}
     study = run.data.tags["hefsweep.study"]
-    return Verified(run.info.run_id, study, backend, artifact, sha, versions, metrics, tuple(checks))
+    tags = tiling.tags() if tiling is not None else {}
+    return Verified(run.info.run_id, study, backend, artifact, sha, versions, metrics, tuple(checks), tags)
+
+
+@dataclass(frozen=True)
+class _Tiling:
+    """A tiled run's ``compiled/tiling.json`` (:mod:`harness.tiling`), checked against the sha256 its trial recorded
+    (``trial.json`` ``tiling.sha256``); promotion tags the version with it so :func:`pull` brings it back verified."""
+
+    plan: Any
+    sha256: str
+    check: Check
+
+    ARTIFACT = "compiled/tiling.json"
+
+    @classmethod
+    def of_run(cls, run: Any, workdir: Path, tracking_uri: str) -> _Tiling | None:
+        """None for an untiled run (no ``tiling`` in ``trial.json``, or a tile width that ran untiled).
+
+        Raises:
+            HarnessError: ``tiling.json`` missing, changed since the trial, or not a plan for the run's width.
+        """
+        from harness.tiling import TilePlan
+
+        if run.data.params.get("tile_width") in (None, "None", ""):
+            return None
+        rid, base = run.info.run_id, run.info.artifact_uri
+        trial = _download(f"{base}/trial.json", workdir / "trial_tiling", tracking_uri, f"trial.json of run {rid}")
+        try:
+            info = json.loads(trial.read_text()).get("tiling") or {}
+        except (ValueError, AttributeError) as exc:
+            raise HarnessError(f"trial.json of run {rid}", f"unreadable ({type(exc).__name__}: {exc})",
+                               "the JSON a sweep logs") from None  # fmt: skip
+        if not info.get("tiled"):
+            return None
+        obj = f"artifact {cls.ARTIFACT} of run {rid}"
+        local = _download(f"{base}/{cls.ARTIFACT}", workdir / "tiling", tracking_uri, obj)
+        sha = _check_sha256(local, str(info.get("sha256")), obj, "as recorded in the trial's trial.json (tiling.sha256)")
+        try:
+            plan = TilePlan.from_json(json.loads(local.read_text()))
+        except ValueError as exc:
+            raise HarnessError(obj, str(exc), "the tiling plan the trial ran") from None
+        if plan.width != int(run.data.params["width"]):
+            raise HarnessError(obj, f"width {plan.width}", f"the run's width {run.data.params['width']}")
+        detail = (f"{sha[:16]}... matches the trial's; {plan.n_tiles} tiles of {plan.tile_width} "
+                  f"(context {plan.context}, hop {plan.hop}) per {plan.width}-sample clip")  # fmt: skip
+        return cls(plan, sha, Check("tiling", "ok", detail))
+
+    def inputs(self, ev: Any, base: str, workdir: Path, tracking_uri: str, rid: str) -> tuple[np.ndarray, np.ndarray]:
+        """The evaluation clips as this plan's tiles ``[n * n_tiles, 1, 1, T]`` and the float tile model's outputs on
+        them (``export_tile/model.onnx``: what a shorter backend output is aligned against, as in the trial)."""
+        from harness.backends._ort import run_onnx
+
+        tiles = np.ascontiguousarray(self.plan.split(ev.mixtures)[:, None, None, :], dtype=np.float32)
+        onnx_path = _download(f"{base}/export_tile/model.onnx", workdir / "export_tile", tracking_uri,
+                              f"export_tile/model.onnx of run {rid}")  # fmt: skip
+        return tiles, run_onnx(onnx_path, tiles)
+
+    def tags(self) -> dict[str, str]:
+        """The model version's tags naming the recipe and its hash."""
+        return {"hefsweep.tiling": self.ARTIFACT, "hefsweep.tiling_sha256": self.sha256}
+
+
+def _pull_tiling(source: str, tags: dict[str, str], tmp: Path, tracking_uri: str, what: str) -> Path | None:
+    """A tiled version's ``tiling.json`` (beside its artifact), downloaded into ``tmp`` and checked against the
+    version's ``hefsweep.tiling_sha256``; None for an untiled version."""
+    expected = tags.get("hefsweep.tiling_sha256")
+    if not expected:
+        return None
+    uri = f"{source.rsplit('/', 1)[0]}/{Path(tags.get('hefsweep.tiling', 'tiling.json')).name}"
+    local = _download(uri, tmp / "tiling", tracking_uri, f"tiling.json of {what}")
+    _check_sha256(local, expected, f"tiling.json {uri} of {what}",
+                  "as recorded on the version (hefsweep.tiling_sha256; the stored file was changed; refused)")  # fmt: skip
+    return local
 
 
 def _n_src(onnx_path: Path) -> int:
@@ -668,6 +759,7 @@ def _version_tags(v: Verified) -> dict[str, str]:
         "hefsweep.artifact": v.artifact,
         "hefsweep.checks": ", ".join(f"{c.name}={c.status}" for c in v.checks),
         **{f"hefsweep.version.{k}": val for k, val in v.versions.items()},
+        **v.tiling,
     }
     tags.update({f"hefsweep.{k}": f"{val:.4f}" for k, val in v.metrics.items()})
     return tags
@@ -922,9 +1014,13 @@ def pull(tracking_uri: str, ref: str, out: Path) -> Pulled:
         local = _download(mv.source, Path(tmp), tracking_uri, f"artifact of {what}")
         actual = _check_sha256(local, expected, f"artifact {mv.source} of {what}",
                                "as recorded on the version (the stored artifact was changed; refused)")  # fmt: skip
+        tiling = _pull_tiling(mv.source, tags, Path(tmp), tracking_uri, what)  # verified before anything is written
         out.mkdir(parents=True, exist_ok=True)
-        dest = out / local.name
-        staging = out / f".{local.name}.{os.getpid()}.partial"
-        shutil.copyfile(local, staging)
-        os.replace(staging, dest)
-    return Pulled(name, str(mv.version), dest, actual, mv.run_id, tags)
+        written = []
+        for src in (local, *([tiling] if tiling is not None else [])):
+            dest = out / src.name
+            staging = out / f".{src.name}.{os.getpid()}.partial"
+            shutil.copyfile(src, staging)
+            os.replace(staging, dest)
+            written.append(dest)
+    return Pulled(name, str(mv.version), written[0], actual, mv.run_id, tags, tuple(written[1:]))

@@ -107,5 +107,7 @@ class Pull(Command):
         print(f"{r.model} version {r.version} -> {r.path}")
         print(f"sha256 {r.sha256} verified (run {r.run_id}, study {r.tags.get('hefsweep.study', '?')}, "
               f"si_snr_db {r.tags.get('hefsweep.si_snr_db', '?')})")  # fmt: skip
+        for extra in r.extra:  # e.g. a tiled model's tiling.json, verified against the version's tag
+            print(f"  + {extra} (sha256 verified)")
         return 0
 
