@@ -187,3 +187,22 @@ def test_a_script_error_without_a_lever_has_no_fix() -> None:
     assert next_fix(other, None, IO16, set()) is None
     rejected = classify("optimize", "BackendScriptParserException", SYNTAX)
     assert next_fix(rejected, None, NONE, set()) is None  # nothing of that kind to take back
+
+
+def test_the_trials_mlflow_tags_carry_the_lever() -> None:
+    """What the pipeline stores (``info["repair"]`` = the log's tags) becomes ``hefsweep.repair.compile_lever``."""
+    from harness.pipeline import TrialResult
+    from harness.sweep import _log_result
+
+    attempt, _ = _double("performance_param=max")
+    out = run_repairs(attempt, NONE, max_repairs=6)
+    logged: dict[str, object] = {}
+
+    class Tracker:
+        def log_result(self, run_id: str, tags: dict, metrics: dict, files: list) -> None:
+            logged.update(tags)
+
+    info = {"repair": {**out.log.tags(), "final_override_set": out.overrides.to_dict()}}
+    _log_result(Tracker(), "run", TrialResult("ok", info=info))  # type: ignore[arg-type]
+    assert logged["hefsweep.repair.compile_lever"] == "performance_param=max"
+    assert logged["hefsweep.repair.stop_reason"] == "success"
