@@ -71,12 +71,12 @@ def optimize(
     reuse_dir: Path | None,
 ) -> Optimized:
     """``Backend.optimize`` in a child; calibration is read from an ``.npy`` file ``[n,1,1,W]`` (or, for a segment,
-    an ``.npz`` with one array per input tensor, in the translated segment's input order)."""
+    an ``.npz`` with one array per input tensor, keyed by tensor name)."""
     _inject("optimize")
     data: Any
     if Path(calibration_npy).suffix == ".npz":
         with np.load(calibration_npy) as z:
-            data = {name: z[name] for name in (translated.inputs or z.files)}
+            data = {name: z[name] for name in z.files}
     else:
         data = np.load(calibration_npy)
     return backend.create().optimize(translated, data, overrides, settings, workdir, reuse_dir=reuse_dir)

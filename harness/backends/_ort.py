@@ -160,9 +160,9 @@ class OrtBackend:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         if isinstance(calibration, dict):
-            if list(calibration) != list(translated.inputs):
+            if set(calibration) != set(translated.inputs):
                 raise ValueError(f"calibration arrays for {list(calibration)}; expected {list(translated.inputs)}")
-            calibration = _Feeds(calibration)  # type: ignore[assignment]
+            calibration = _Feeds({t: calibration[t] for t in translated.inputs})  # type: ignore[assignment]
         elif calibration.ndim != 4 or calibration.shape[1:3] != (1, 1) or calibration.shape[3] != translated.width:
             raise ValueError(
                 f"calibration array shape {calibration.shape}; expected [n, 1, 1, {translated.width}]"

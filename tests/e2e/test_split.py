@@ -64,3 +64,32 @@ def test_ort_split_trial_runs_segments_and_logs_a_bundle(tiny_checkpoint: Path, 
         from harness.cache import file_sha256
 
         assert file_sha256(local) == seg["files"]["deployable"]["sha256"]
+
+
+def test_hailo_split_trial_on_the_fake_dfc(
+    tiny_checkpoint: Path, demo_data: Path, dfc_python: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Segments with several inputs run through the fake DFC in .venv-dfc: a chain of quantized HARs emulated end to
+    end (finite si_snr_db, HEFs in the bundle); at a width where a layer's row exceeds the fake allocator's budget, the
+    first segment that holds such a layer fails and the signature names it."""
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # the fake is on .venv-dfc's path only
+    extra = f"backend: hailo\nbackend_options: {{hw_arch: hailo8, python: {dfc_python}}}\nstage_timeout: 120"
+    dims = "  gln_stats: split\n  decoder: per_source\n  mask_mul: per_source\n  norm: cLN"
+    p = _space(tmp_path, tiny_checkpoint, demo_data, extra, dims).read_text().replace("width: 2048", "width: [2048, 20000]")
+    (tmp_path / "h.yaml").write_text(p)
+    root = tmp_path / "mlruns"
+    run_sweep(load_space(tmp_path / "h.yaml"), trials=2, root=root, stream=io.StringIO(),
+              enqueue=[{"width": 2048}, {"width": 20000}])  # fmt: skip
+    client, runs = _runs(root)
+    by_width = {r.data.params["width"]: r for r in runs}
+    ok, wide = by_width["2048"], by_width["20000"]
+    assert ok.data.tags["hefsweep.status"] == "ok", ok.data.tags.get("hefsweep.signature")
+    assert np.isfinite(ok.data.metrics["si_snr_db"]) and ok.data.metrics["si_snr_db"] > 0.0
+    bundle = json.loads(Path(client.download_artifacts(ok.info.run_id, "compiled/bundle.json")).read_text())
+    assert [Path(s["files"]["deployable"]["file"]).name for s in bundle["segments"]] == ["model.hef"] * 3
+    assert all(Path(s["files"]["emulate"]["file"]).suffix == ".har" for s in bundle["segments"])
+    multi = [s for s in bundle["segments"] if len(s["inputs"]) > 1]
+    assert multi  # a cut inside the masker passes several tensors
+    sig = wide.data.tags["hefsweep.signature"]
+    assert wide.data.tags["hefsweep.status"] == "failed"
+    assert sig.startswith("compile[seg ") and sig.endswith("/3]:BackendAllocatorException:agent_infeasible"), sig
