@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy
+import sqlalchemy.exc
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
@@ -42,16 +43,31 @@ __all__ = ["OWNER_ATTR", "HeartbeatStorage", "owner", "owner_gone"]
 OWNER_ATTR = "hefsweep.owner"
 
 
-class HeartbeatStorage(RDBStorage):
-    """:class:`optuna.storages.RDBStorage` whose RUNNING trials always heartbeat or go stale."""
+#: Attributes other processes read while the trial runs (the stale-trial callback): never deferred.
+_IMMEDIATE = frozenset({OWNER_ATTR, "mlflow_run_id"})
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+
+class HeartbeatStorage(RDBStorage):
+    """:class:`optuna.storages.RDBStorage` whose RUNNING trials always heartbeat or go stale.
+
+    With ``defer_attrs`` (the sweep's storage), the user and system attributes a running trial of this process
+    sets (status, signature, constraints ...) are kept in memory -- this process's reads see them -- and written
+    in the same transaction that finishes the trial: one write per trial instead of one per attribute. A trial
+    whose process dies is failed and retried by the stale-trial reaper, so nothing it claimed is lost. Attributes
+    that other processes read while the trial runs (its owner and ``mlflow_run_id``) are written at once.
+    """
+
+    def __init__(self, *args: Any, defer_attrs: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._unbeaten: dict[int, float] = {}  # trial id -> when this process first saw it RUNNING without a row
+        self._defer = defer_attrs
+        self._deferred: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}  # trial id -> (user, system) attrs
 
     def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
         # Optuna's caching wrapper calls this one directly (not create_new_trial)
         trial = super()._create_new_trial(study_id, template_trial)
+        if trial.state == TrialState.RUNNING and self._defer:
+            self._deferred[trial._trial_id] = ({}, {})
         if trial.state == TrialState.RUNNING and self.heartbeat_interval is not None:
             me = owner()
             self.set_trial_user_attr(trial._trial_id, OWNER_ATTR, me)
@@ -60,11 +76,78 @@ class HeartbeatStorage(RDBStorage):
         return trial
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
-        changed = super().set_trial_state_values(trial_id, state, values)
-        if changed and state == TrialState.RUNNING and self.heartbeat_interval is not None:
-            self.set_trial_user_attr(trial_id, OWNER_ATTR, owner())
-            self.record_heartbeat(trial_id)
+        deferred = self._deferred.get(trial_id)
+        if state.is_finished() and deferred is not None and (deferred[0] or deferred[1]):
+            changed = self._finish_with_attrs(trial_id, state, values, *deferred)
+        else:
+            changed = super().set_trial_state_values(trial_id, state, values)
+        if state.is_finished():
+            self._deferred.pop(trial_id, None)
+        if changed and state == TrialState.RUNNING:
+            if self._defer:
+                self._deferred[trial_id] = ({}, {})
+            if self.heartbeat_interval is not None:
+                self.set_trial_user_attr(trial_id, OWNER_ATTR, owner())
+                self.record_heartbeat(trial_id)
         return changed
+
+    def _finish_with_attrs(
+        self,
+        trial_id: int,
+        state: TrialState,
+        values: Sequence[float] | None,
+        user: dict[str, Any],
+        system: dict[str, Any],
+    ) -> bool:
+        """``RDBStorage.set_trial_state_values`` for a finishing trial, with its deferred attributes, in one
+        transaction."""
+        from datetime import datetime
+
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        try:
+            with _create_scoped_session(self.scoped_session) as session:
+                trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+                self.check_trial_is_updatable(trial_id, trial.state)
+                for key, value in user.items():
+                    self._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key, value)
+                for key, value in system.items():
+                    self._set_trial_attr_without_commit(session, models.TrialSystemAttributeModel, trial_id, key, value)
+                if values is not None:
+                    for objective, v in enumerate(values):
+                        self._set_trial_value_without_commit(session, trial, objective, v)
+                trial.state = state
+                trial.datetime_complete = datetime.now()
+        except sqlalchemy.exc.IntegrityError:
+            return False
+        return True
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        deferred = self._deferred.get(trial_id)
+        if deferred is None or key in _IMMEDIATE:
+            super().set_trial_user_attr(trial_id, key, value)
+        else:
+            deferred[0][key] = json.loads(json.dumps(value))  # as stored: a value that is not JSON fails now
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        deferred = self._deferred.get(trial_id)
+        if deferred is None:
+            super().set_trial_system_attr(trial_id, key, value)
+        else:
+            deferred[1][key] = json.loads(json.dumps(value))
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        return self._merged(super().get_trial(trial_id))
+
+    def _get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
+        return [self._merged(t) for t in super()._get_trials(*args, **kwargs)]
+
+    def _merged(self, trial: FrozenTrial) -> FrozenTrial:
+        deferred = self._deferred.get(trial._trial_id)
+        if deferred is not None and trial.state == TrialState.RUNNING and (deferred[0] or deferred[1]):
+            trial.user_attrs = {**trial.user_attrs, **deferred[0]}
+            trial.system_attrs = {**trial.system_attrs, **deferred[1]}
+        return trial
 
     @contextlib.contextmanager
     def lock(self, name: str, timeout: float = 600.0) -> Iterator[None]:

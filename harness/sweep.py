@@ -180,6 +180,7 @@ def _storage(url: str, space: SearchSpace, tracker_factory: Any) -> Any:
             heartbeat_interval=space.heartbeat.interval,
             grace_period=space.heartbeat.grace,
             heartbeat_stale_trial_callback=on_failed,
+            defer_attrs=True,  # a trial's attributes written with its end: one write per trial
         )
         if url.startswith("sqlite:"):
             _fast_sqlite(storage.engine)
@@ -553,7 +554,7 @@ def run_sweep(
         return Tracker(uri, study_name, root / "artifacts")
 
     versions = {f"hefsweep.version.{k}": v for k, v in pipeline.backend_versions().items()}  # SDK missing: stop here
-    tracker = tracker_factory(name)
+    tracker = Tracker(uri, name, root / "artifacts", background=True)  # each trial's writes flushed by _settle
     tracker.check()
     study = _open_study(space, name, _storage(url, space, tracker_factory), url)
     parent = tracker.parent_run(
@@ -694,7 +695,17 @@ def run_sweep(
 
     def objective(trial: optuna.Trial) -> float:
         try:
-            return trial_run(trial)
+            try:
+                value = trial_run(trial)
+            except optuna.TrialPruned:
+                _settle(tracker, trial)
+                raise
+            except BaseException:
+                with contextlib.suppress(Exception), quiet_mlflow():
+                    tracker.flush()  # best effort: what the run says about the error that stops the trial
+                raise
+            _settle(tracker, trial)  # its MLflow writes are done before the trial counts as done
+            return value
         except HarnessError as exc:  # shown even if Optuna then fails to record the trial (a full disk)
             stopped.append(exc)
             raise
@@ -716,6 +727,10 @@ def run_sweep(
         summary.seconds = time.monotonic() - start
         with quiet_mlflow(failure is not None):
             _log_summary(tracker, parent, study, summary, quiet=failure is not None)
+            try:
+                tracker.close()  # the summary's writes (each trial's were checked when it finished)
+            except Exception as exc:  # noqa: BLE001 - as in _log_summary: never hides the sweep's own outcome
+                (log.debug if failure is not None else log.warning)("could not log the sweep summary: %s", exc)
     if failure is not None:
         raise failure from None
     return summary
@@ -757,6 +772,24 @@ def _record_error(tracker: Tracker, trial: Any, run_id: str, signature: str, exc
     except Exception:  # noqa: BLE001 - as above
         pass
     _end_quietly(tracker, run_id, "FAILED")
+
+
+def _settle(tracker: Tracker, trial: Any) -> None:
+    """Wait for the trial's background MLflow writes. A full or read-only artifact store stops the sweep with one
+    line; the run is tagged ``harness:ArtifactWrite:-`` and ends FAILED (the finished trials and runs are kept).
+
+    Raises:
+        HarnessError: an artifact upload failed with an ``OSError``.
+    """
+    try:
+        tracker.flush()
+    except OSError as exc:
+        run_id = trial.user_attrs.get("mlflow_run_id", "?")
+        with contextlib.suppress(Exception), quiet_mlflow():
+            tracker.set_tags(run_id, {"hefsweep.status": "failed", "hefsweep.signature": "harness:ArtifactWrite:-"})
+            tracker.end(run_id, "FAILED")
+            tracker.flush()
+        raise _artifact_error(f"artifact store of run {run_id}", exc) from None
 
 
 def _artifact_error(obj: str, exc: OSError) -> HarnessError:

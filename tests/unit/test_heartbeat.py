@@ -125,3 +125,62 @@ def test_the_storage_lock_serialises_processes_of_a_sqlite_storage(tmp_path: Pat
         pass
     holder.wait(10)
     assert waited > 0.8
+
+
+def _commits(storage: HeartbeatStorage) -> list[int]:
+    """Transactions that write (a read's session commits too, writing nothing)."""
+    from sqlalchemy import event
+
+    seen: list[int] = []
+    writing = [False]
+
+    def execute(conn: object, cursor: object, statement: str, *args: object) -> None:
+        writing[0] |= statement.lstrip().split(" ", 1)[0].upper() in ("INSERT", "UPDATE", "DELETE")
+
+    def commit(conn: object) -> None:
+        if writing[0]:
+            seen.append(1)
+        writing[0] = False
+
+    event.listen(storage.engine, "before_cursor_execute", execute)
+    event.listen(storage.engine, "commit", commit)
+    return seen
+
+
+def test_deferred_attributes_are_written_with_the_trials_end_in_one_write(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    storage = HeartbeatStorage(f"sqlite:///{db}", heartbeat_interval=60, defer_attrs=True)
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    commits = _commits(storage)
+    trial.set_user_attr("status", "ok")
+    trial.set_user_attr("signature", "optimize:X:y")
+    trial.set_constraint("failure", 0.0)
+    trial.set_user_attr("mlflow_run_id", "r1")  # read by other processes while the trial runs: written at once
+    assert len(commits) == 1
+    # this process reads what it set; another process (a plain storage) sees only what is written
+    assert storage.get_trial(trial._trial_id).user_attrs["status"] == "ok"
+    other = RDBStorage(f"sqlite:///{db}")
+    assert set(other.get_trial(trial._trial_id).user_attrs) == {"mlflow_run_id", _heartbeat.OWNER_ATTR}
+    study.tell(trial, 1.5)
+    assert len(commits) == 2  # the end and every deferred attribute: one transaction
+    done = other.get_trial(trial._trial_id)
+    assert done.state == TrialState.COMPLETE and done.value == 1.5
+    assert done.user_attrs["status"] == "ok" and done.user_attrs["signature"] == "optimize:X:y"
+    assert done.system_attrs["constraints:failure"] == 0.0
+    # a failing trial keeps its attributes too; a trial this process did not start is written through
+    failing = study.ask()
+    failing.set_user_attr("status", "failed")
+    study.tell(failing, state=TrialState.FAIL)
+    assert other.get_trial(failing._trial_id).user_attrs["status"] == "failed"
+    assert not storage._deferred
+
+
+def test_without_defer_every_attribute_is_written_at_once(tmp_path: Path) -> None:
+    storage = HeartbeatStorage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat_interval=60)
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    commits = _commits(storage)
+    trial.set_user_attr("status", "ok")
+    trial.set_user_attr("signature", "x")
+    assert len(commits) == 2
