@@ -39,7 +39,7 @@ figure and the fake's seconds say little about the real saving.
 The last line: the narrow model's optimize passes to its first HEF with hefsweep's loop.
 
 Usage: python bench/dfc_passes.py [--quick] [--models demo,narrow]
-Full mode (both models): ~2-3 min on 2 idle cores; --quick (the narrow model only): ~1 min.
+Full mode (both models): ~1 min on 2 cores; --quick (the narrow model only): ~15 s.
 """
 
 from __future__ import annotations

@@ -42,6 +42,8 @@ def test_summary_counts_first_compilable_and_within_1db_with_censoring() -> None
     assert r["within_1db"] == [4, 4] and r["within_1db_misses"] == 2
     assert h["compilable_median"] == 2 and r["compilable_mean"] == 3.5
     assert s["ratio"] == pytest.approx(3.5 / 2)
+    # the random arm's draws after the enqueued seed: 1 of 4 compiled
+    assert s["random_compile_rate"] == pytest.approx(0.25) and s["random_expected_first"] == pytest.approx(5.0)
 
 
 def test_every_arm_starts_from_the_same_seed_config_of_the_shipped_space() -> None:
