@@ -472,7 +472,8 @@ class StageCache:
         dedupe: bool = True,
         stale_after: float = DEFAULT_STALE_AFTER,
     ) -> None:
-        self.root = Path(root)
+        # absolute: entry paths cross into the stage worker, which runs each call in the stage's own folder
+        self.root = Path(root).absolute()
         self.record_failures = record_failures
         self.inflight = InFlight(self.root, stale_after) if dedupe else None
 
