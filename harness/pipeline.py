@@ -197,18 +197,34 @@ class Pipeline:
     # -- shared inputs, loaded once per process -------------------------------------------------------------
     @property
     def model(self) -> Any:
-        """The float model from the checkpoint (loaded on first use)."""
+        """The float model from the checkpoint (loaded on first use); with ``model.onnx``, the user's ONNX
+        (:class:`harness.onnx_model.OnnxModel`)."""
+        if self._model is None and self.space.model is not None:
+            from harness.onnx_model import OnnxModel
+
+            self._model = OnnxModel(self.space.model.onnx, self.space.model.sample_rate, self._first_width())
         if self._model is None:
             from harness.model import load_checkpoint
 
             self._model = load_checkpoint(self.space.checkpoint)
         return self._model
 
+    def _model_sha(self) -> str:
+        """The model file's sha256 (for an ONNX model with the conversion's version: part of the stage keys)."""
+        sha = file_sha256(self.space.model_file)
+        if self.space.model is None:
+            return sha
+        from harness.onnx_model import ONNX_MODEL_VERSION
+
+        return f"{sha}:onnx_model{ONNX_MODEL_VERSION}"
+
     def trial_model(self, cfg: TrialConfig) -> tuple[Any, dict[str, Any] | None]:
         """The model a trial exports: the checkpoint's, or (capacity values set and different from the checkpoint's,
         ``mode: frontier``) the resized one of :func:`harness.model.resize_model` with its provenance (memoized)."""
         from harness.model import CAPACITY_DIMS, changed_values, resize_model
 
+        if self.space.model is not None:  # an ONNX model: capacity dimensions are refused at space load
+            return self.model, None
         changed = changed_values(self.model.config, {k: getattr(cfg, k) for k in CAPACITY_DIMS})
         if not changed:
             return self.model, None
@@ -262,6 +278,8 @@ class Pipeline:
         """Check checkpoint and audio once before any trial (bad input -> HarnessError, exit 1)."""
         from harness.audio import build_calibration_set, list_audio, read_audio
 
+        if self.space.model is not None:  # an ONNX model: convertible at every width the space names
+            self.model.check_widths(_candidates(self.space.dimensions.width))
         _ = self.model
         files = list_audio(self.space.data.calibration)
         for f in files:
@@ -429,7 +447,7 @@ class Pipeline:
         compile_gate: Callable[[float], bool] | None = None,
     ) -> None:
         space = self.space
-        ckpt_sha = file_sha256(space.checkpoint)
+        ckpt_sha = self._model_sha()
         import torch
 
         from harness.backends._ort import threads
@@ -758,6 +776,8 @@ class Pipeline:
         from harness.export import check_fidelity, export_onnx
         from harness.substitutions import apply_substitutions
 
+        if self.space.model is not None:
+            return self._export_onnx_model(cfg, ev, d)
         spec = _spec(cfg)
         base = self.trial_model(cfg)[0]  # the checkpoint's model, or the resized one (mode: frontier)
         if recovered is None:
@@ -782,6 +802,20 @@ class Pipeline:
         fidelity["fidelity_vs_original"] = float(inexact == type(spec)() and base is self.model)
         return {"fired": list(fired), "op_counts": report.op_counts, "fidelity": fidelity}
 
+    def _export_onnx_model(self, cfg: TrialConfig, ev: Any, d: Path) -> dict[str, Any]:
+        """The export of a user's ONNX model: 4-D form and exact rewrites (harness.onnx_model), gated against the
+        user's ONNX itself in ONNX Runtime (so the gate proves the conversion and the rewrites exact)."""
+        from harness.export import check_fidelity_onnx, export_user_onnx
+
+        choices = {"prelu": cfg.prelu, "gln_stats": cfg.gln_stats, "decoder": cfg.decoder, "mask_mul": cfg.mask_mul}
+        report, fired = export_user_onnx(self.model, cfg.width, choices, d / "model.onnx")
+        (d / "export.log").write_text(report.log)
+        probe = ev.mixtures[:2, None, None, :].astype(np.float32)
+        fidelity = check_fidelity_onnx(self.model.run_original, d / "model.onnx", probe, self.space.fidelity_gate_db)
+        fidelity["fidelity_vs_original"] = 1.0
+        names = [f"onnx:{k}" for k, v in fired.items() if v]
+        return {"fired": names, "op_counts": report.op_counts, "fidelity": fidelity, "rewrites": fired}
+
     def _calibrate(self, cfg: TrialConfig, d: Path) -> dict[str, Any]:
         from harness.audio import build_calibration_set
 
@@ -799,8 +833,12 @@ class Pipeline:
         return {"manifest_key": cs.key, "n_clips": int(cs.data.shape[0])}
 
     def _original(self, ev: Any, d: Path) -> dict[str, Any]:
-        """The original float model's outputs (the checkpoint as loaded, no substitution, run in torch)."""
-        out = original_outputs(self.model, ev.mixtures)
+        """The original float model's outputs (the checkpoint as loaded, no substitution, run in torch; a user's
+        ONNX model in ONNX Runtime at the trial's width)."""
+        if self.space.model is not None:
+            out = self.model.run_original(ev.mixtures)
+        else:
+            out = original_outputs(self.model, ev.mixtures)
         np.save(d / "original.npy", out)
         return {"shape": list(out.shape)}
 

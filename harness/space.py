@@ -3,7 +3,10 @@
 Schema (every key optional unless marked; unknown keys are rejected)::
 
     study: demo                        # default study name (CLI --study overrides)
-    checkpoint: ../assets/demo.pt      # REQUIRED; asteroid-format Conv-TasNet checkpoint
+    checkpoint: ../assets/demo.pt      # asteroid-format Conv-TasNet checkpoint; exactly one of checkpoint and model
+    model: {onnx: ../m.onnx, sample_rate: 16000}   # or an existing ONNX as the model (harness/onnx_model): 4-D
+                                       #   [N,1,1,T] as is, 3-D [N,1,T] / [N,T] converted; sources from its output
+                                       #   shape, the sample rate given here; only the exact dimensions apply
     backend: ort                       # ort (default) | hailo
     backend_options: {}                # backend constructor options, e.g. {hw_arch: hailo8} for hailo
     data:
@@ -341,12 +344,28 @@ def _values(dim: Dimension, key: str) -> list[Any]:
     return [dim]
 
 
+class OnnxModelSpec(BaseModel):
+    """``model: {onnx: PATH, sample_rate: RATE}``: an existing ONNX as the model (:mod:`harness.onnx_model`)."""
+
+    model_config = _FROZEN
+    onnx: Path
+    sample_rate: Annotated[int, Field(ge=1000, le=384000)]
+
+
+#: With ``model.onnx`` only exact rewrites apply: the dimensions whose other values need the PyTorch model, and the
+#: values they may take.
+ONNX_EXACT_ONLY: dict[str, tuple[Any, ...]] = {
+    "prelu": ("keep", "maxmin"), "norm": (None,), "clamp": (None,), "recover_steps": (0,), **dict.fromkeys(ARCH_DIMS, (None,)),
+}  # fmt: skip
+
+
 class SearchSpace(BaseModel):
     """A validated search space. See the module docstring for the schema."""
 
     model_config = _FROZEN
     study: str = "hefsweep"
-    checkpoint: Path
+    checkpoint: Path | None = None
+    model: OnnxModelSpec | None = None
     backend: Literal["ort", "hailo"] = "ort"
     backend_options: dict[str, str | int | float | bool] = Field(default_factory=dict)
     data: Data
@@ -370,6 +389,27 @@ class SearchSpace(BaseModel):
     override_sets: dict[str, tuple[OverrideModel, ...]] = Field(default_factory=lambda: {"none": ()})
     enqueue: tuple[dict[str, Scalar], ...] = ()
     source: Path | None = None
+
+    @model_validator(mode="after")
+    def _check_model(self) -> SearchSpace:
+        if (self.checkpoint is None) == (self.model is None):
+            both = "both" if self.checkpoint is not None else "neither"
+            raise ValueError(f"checkpoint: {both} of checkpoint and model given; expected exactly one of checkpoint "
+                             "(a PyTorch checkpoint) and model: {onnx: PATH, sample_rate: RATE}")  # fmt: skip
+        if self.model is not None:
+            for key, ok in ONNX_EXACT_ONLY.items():
+                for v in _values(getattr(self.dimensions, key), key):
+                    if v not in ok:
+                        raise ValueError(f"dimensions.{key}: {v} needs the PyTorch model; expected with model.onnx "
+                                         f"only exact rewrites ({key}: {' | '.join('null' if o is None else str(o) for o in ok)})")  # fmt: skip
+        return self
+
+    @property
+    def model_file(self) -> Path:
+        """The model's file: the checkpoint or the ONNX of ``model.onnx``."""
+        path = self.checkpoint if self.model is None else self.model.onnx
+        assert path is not None
+        return path
 
     @model_validator(mode="after")
     def _check_sets(self) -> SearchSpace:
@@ -431,7 +471,7 @@ class SearchSpace(BaseModel):
         from harness.cache import file_sha256
 
         return {
-            "checkpoint": file_sha256(self.checkpoint),
+            "checkpoint": file_sha256(self.model_file),
             "calibration": _calibration_sha256(self.data.calibration),
             "evaluation": _evaluation_sha256(self.data.evaluation),
         }
@@ -579,4 +619,7 @@ def load_space(path: str | Path) -> SearchSpace:
     data = space.data.model_copy(
         update={"calibration": replace(cal, path=base / cal.path), "evaluation": replace(ev, path=base / ev.path)}
     )
-    return space.model_copy(update={"checkpoint": base / space.checkpoint, "data": data, "source": path.resolve()})
+    model = {"checkpoint": base / space.checkpoint} if space.model is None else {
+        "model": space.model.model_copy(update={"onnx": base / space.model.onnx})
+    }
+    return space.model_copy(update={**model, "data": data, "source": path.resolve()})
