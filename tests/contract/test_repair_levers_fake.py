@@ -93,3 +93,48 @@ def test_levers_reach_the_fake_dfc_and_are_accepted(dfc_python: Path, tiny_check
         "resources_param(max_compute_utilization=1.0, max_control_utilization=1.0, max_memory_utilization=1.0)",
         "context_switch_param(mode=enabled)",
     ]
+
+
+COMPILE = textwrap.dedent("""
+    import json, sys, zipfile
+    from pathlib import Path
+    import numpy as np
+    from harness.backends import Override, OverrideSet, QuantSettings, get_backend
+
+    onnx_path, work = Path(sys.argv[1]), Path(sys.argv[2])
+    be = get_backend("hailo")
+    tr = be.translate(onnx_path, work / "t")
+    calib = np.random.default_rng(0).standard_normal((2, 1, 1, tr.width)).astype(np.float32) * 0.1
+    opt = be.optimize(tr, calib, OverrideSet("lv", (Override("performance_param", (), "max"),)), QuantSettings(), work / "o")
+    # what the quantized HAR's runner holds before compile, and what the compiled HAR holds after it
+    with zipfile.ZipFile(opt.path) as z:
+        before = json.loads(z.read("state.json"))["script"]
+    compiled = be.compile(opt, work / "c")
+    with zipfile.ZipFile(work / "c" / "model_compiled.har") as z:
+        after = json.loads(z.read("state.json"))["script"]
+    print(json.dumps({"levers": opt.info.get("compiler_levers"), "before": before, "after": after}))
+""")
+
+
+def test_compile_appends_the_levers_before_compiling(dfc_python: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """dfc_api.md §2.1 [C]: compiler-side lines are appended before ``compile()`` (MZ ``compile_model``); whether a
+    quantized HAR keeps them for a fresh runner is not public, so the backend appends them to the runner it compiles
+    with."""
+    from harness.export import export_onnx
+    from harness.model import load_checkpoint
+    from harness.substitutions import SubstitutionSpec, apply_substitutions
+
+    model, _ = apply_substitutions(
+        load_checkpoint(tiny_checkpoint), SubstitutionSpec(norm="cLN", decoder="per_source", mask_mul="per_source")
+    )
+    onnx_path = export_onnx(model, 2048, tmp_path / "narrow.onnx").path
+    done = subprocess.run(
+        [str(dfc_python), "-c", COMPILE, str(onnx_path), str(tmp_path / "work")],
+        capture_output=True, text=True, env=worker_env(), cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    line = "performance_param(compiler_optimization_level=max)"
+    assert out["levers"] == [line]
+    assert out["after"].rstrip("\n").splitlines()[-1] == line
+    assert out["after"].count(line) == out["before"].count(line) + 1

@@ -425,6 +425,9 @@ class HailoBackend:
     def compile(self, optimized: Optimized, workdir: Path) -> Compiled:
         """Compile the quantized HAR to ``model.hef``."""
         runner = self._runner(optimized.path)
+        levers = list(optimized.info.get("compiler_levers") or [])
+        if levers:  # §2.1 [C]: compiler-side lines are appended before compile() (MZ compile_model)
+            runner.load_model_script("\n".join(levers) + "\n", append=True)
         hef = runner.compile()  # §4.1 [C]: returns the HEF as bytes
         workdir.mkdir(parents=True, exist_ok=True)
         out = workdir / "model.hef"
