@@ -16,7 +16,8 @@
 
 ``hefsweep promote`` checks the manifest's own hash, then every file's sha256 against the manifest
 (:func:`verify_files`), then re-emulates the chain (:func:`emulate_bundle`) for its objective check; ``hefsweep pull``
-restores every file next to the manifest and verifies the hashes the same way (:func:`pull_files`).
+downloads every file (:func:`fetch_files`), verifies the hashes the same way and only then writes them next to the
+manifest (``seg1/model.hef`` ...).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ import numpy as np
 from harness.cache import file_sha256
 from harness.errors import HarnessError
 
-__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "emulate_bundle", "is_bundle", "read_bundle", "verify_files",
-           "write_bundle", "pull_files"]  # fmt: skip
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "emulate_bundle", "fetch_files", "is_bundle", "read_bundle",
+           "verify_files", "write_bundle"]  # fmt: skip
 
 BUNDLE_FORMAT = "hefsweep-bundle"
 BUNDLE_VERSION = 1
@@ -161,31 +162,6 @@ def fetch_files(manifest: dict[str, Any], download: Callable[[str, Path], Path],
         got = download(rel, dest)
         if got != dest / Path(rel).name:
             shutil.move(str(got), dest / Path(rel).name)
-
-
-def pull_files(manifest_path: Path, download: Callable[[str, Path], Path], out: Path, what: str) -> list[Path]:
-    """``hefsweep pull`` of a bundle: every file next to the (already verified) manifest in ``out``, each verified
-    against the manifest in a staging folder before anything is moved into ``out``.
-
-    Raises:
-        HarnessError: a missing or tampered file (``out`` then keeps only what it had).
-    """
-    import os
-    import tempfile
-
-    manifest = read_bundle(manifest_path)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="hefsweep-pull-bundle-", dir=out) as tmp:
-        stage = Path(tmp)
-        fetch_files(manifest, download, stage)
-        verify_files(manifest, stage, what)
-        placed = []
-        for _, rel, _ in _entries(manifest):
-            dst = out / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage / rel, dst)
-            placed.append(dst)
-    return placed
 
 
 def emulate_bundle(spec: Any, manifest: dict[str, Any], root: Path, inputs: np.ndarray, workdir: Path,

@@ -102,8 +102,9 @@ def violation(failure: Failure) -> float:
     """The constraint violation (> 0) of a failed trial."""
     if not failure.known:
         return UNKNOWN_VIOLATION
+    signature = re.sub(r"^(\w+)\[seg \d+/\d+\]:", r"\1:", failure.signature)  # a segment's stage grades as its stage
     for row in GRADES:
-        if re.search(row.pattern, failure.signature):
+        if re.search(row.pattern, signature):
             v = float(row.value(failure.numbers) if callable(row.value) else row.value)
             return v if math.isfinite(v) else UNKNOWN_VIOLATION / 2  # Optuna refuses a NaN constraint
     return UNKNOWN_VIOLATION / 2

@@ -381,6 +381,10 @@ def verify_run(
     tiling = _Tiling.of_run(run, workdir, tracking_uri)
     if tiling is not None:
         done(tiling.check)
+    # 1c. a split run: every segment's files against its bundle manifest (harness/bundle.py)
+    bundle = _Bundle.of_run(artifact, local, base, workdir, tracking_uri, rid)
+    if bundle is not None:
+        done(bundle.check)
 
     # 2. backend versions
     backend = run.data.params.get("backend") or "ort"
@@ -429,21 +433,23 @@ def verify_run(
     ref = run_onnx(float_onnx, x)
     # tiled: the compiled model runs on the trial's tiles (aligned against the float tile model) and is stitched
     xq, aref = (x, ref) if tiling is None else tiling.inputs(ev, base, workdir, tracking_uri, rid)
-    if backend == "ort":
+    if bundle is not None:  # a split run: the chain of its verified segments, in the backend's interpreter
+        quant = bundle.emulate(space.backend_spec(), xq, workdir, space.stage_timeout)
+    elif backend == "ort":
         quant = run_onnx(local, xq)
     else:
         har = _download(f"{base}/{_HAILO_HAR}", workdir / "har", tracking_uri, f"{_HAILO_HAR} of run {rid}")
         done(_check_har(har, tags.get("hefsweep.har_sha256"), rid))
         quant = _emulate_hailo(space.backend_spec(), har, xq, workdir, space.stage_timeout)
-        if quant.shape[-1] != aref.shape[-1]:  # the DFC's deconv gives F*stride samples: align as the trial did
-            from harness.model import load_checkpoint
-            from harness.pipeline import apply_alignment, output_alignment
+    if quant.shape[-1] != aref.shape[-1]:  # the DFC's deconv gives F*stride samples: align as the trial did
+        from harness.model import load_checkpoint
+        from harness.pipeline import apply_alignment, output_alignment
 
-            try:
-                alignment = output_alignment(quant, aref, load_checkpoint(space.checkpoint).config)
-            except ValueError as exc:
-                raise HarnessError(f"emulation of run {rid}", str(exc), "an output the trial could align") from None
-            quant = apply_alignment(quant, alignment, aref.shape[-1])
+        try:
+            alignment = output_alignment(quant, aref, load_checkpoint(space.checkpoint).config)
+        except ValueError as exc:
+            raise HarnessError(f"emulation of run {rid}", str(exc), "an output the trial could align") from None
+        quant = apply_alignment(quant, alignment, aref.shape[-1])
     if tiling is not None:
         quant = tiling.plan.stitch(quant)
     if quant.shape != ref.shape:
@@ -605,6 +611,74 @@ def _pull_tiling(source: str, tags: dict[str, str], tmp: Path, tracking_uri: str
     _check_sha256(local, expected, f"tiling.json {uri} of {what}",
                   "as recorded on the version (hefsweep.tiling_sha256; the stored file was changed; refused)")  # fmt: skip
     return local
+
+
+class _Bundle:
+    """A split run's bundle (:mod:`harness.bundle`): its manifest (already checked against the run's
+    ``hefsweep.artifact_sha256``) and every segment file, downloaded and checked against the manifest."""
+
+    def __init__(self, manifest: dict[str, Any], root: Path, check: Check) -> None:
+        self.manifest, self.root, self.check = manifest, root, check
+
+    @classmethod
+    def of_run(cls, artifact: str, local: Path, base: str, workdir: Path, tracking_uri: str, rid: str) -> _Bundle | None:
+        """None unless the run's artifact is a ``bundle.json``.
+
+        Raises:
+            HarnessError: a segment file missing or changed (its sha256 differs from the manifest's).
+        """
+        from harness.bundle import fetch_files, is_bundle, read_bundle, verify_files
+
+        if not is_bundle(artifact):
+            return None
+        manifest = read_bundle(local)
+        folder = artifact.rsplit("/", 1)[0]
+        root = workdir / "bundle"
+
+        def download(rel: str, dest: Path) -> Path:
+            return _download(f"{base}/{folder}/{rel}", dest, tracking_uri, f"{folder}/{rel} of run {rid}")
+
+        fetch_files(manifest, download, root)
+        files = verify_files(manifest, root, f"run {rid}")
+        n = len(manifest["segments"])
+        return cls(manifest, root, Check("bundle", "ok", f"{n} segments, {len(files)} files match bundle.json"))
+
+    def emulate(self, spec: Any, inputs: np.ndarray, workdir: Path, timeout: float) -> np.ndarray:
+        """The chain of the bundle's segments on ``inputs`` (:func:`harness.bundle.emulate_bundle`)."""
+        from harness.bundle import emulate_bundle
+
+        return emulate_bundle(spec, self.manifest, self.root, inputs, workdir, timeout)
+
+
+def _pull_bundle(source: str, local: Path, tmp: Path, tracking_uri: str, what: str) -> list[tuple[Path, str]]:
+    """A split version's segment files (beside its verified ``bundle.json``), downloaded into ``tmp`` and checked
+    against the manifest: (local file, path relative to the manifest); empty for a version that is not a bundle."""
+    from harness.bundle import fetch_files, is_bundle, read_bundle, verify_files
+
+    if not is_bundle(source):
+        return []
+    manifest = read_bundle(local)
+    folder = source.rsplit("/", 1)[0]
+    root = tmp / "bundle"
+
+    def download(rel: str, dest: Path) -> Path:
+        return _download(f"{folder}/{rel}", dest, tracking_uri, f"{rel} of {what}")
+
+    fetch_files(manifest, download, root)
+    return [(root / rel, rel) for rel, _ in verify_files(manifest, root, what)]
+
+
+def _place_bundle(files: list[tuple[Path, str]], out: Path) -> list[Path]:
+    """Write verified bundle files into ``out`` at their paths relative to the manifest (``seg1/model.hef`` ...)."""
+    written = []
+    for src, rel in files:
+        dest = out / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+        shutil.copyfile(src, staging)
+        os.replace(staging, dest)
+        written.append(dest)
+    return written
 
 
 def _n_src(onnx_path: Path) -> int:
@@ -1015,6 +1089,7 @@ def pull(tracking_uri: str, ref: str, out: Path) -> Pulled:
         actual = _check_sha256(local, expected, f"artifact {mv.source} of {what}",
                                "as recorded on the version (the stored artifact was changed; refused)")  # fmt: skip
         tiling = _pull_tiling(mv.source, tags, Path(tmp), tracking_uri, what)  # verified before anything is written
+        segments = _pull_bundle(mv.source, local, Path(tmp), tracking_uri, what)  # a split version's files, verified
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for src in (local, *([tiling] if tiling is not None else [])):
@@ -1023,4 +1098,5 @@ def pull(tracking_uri: str, ref: str, out: Path) -> Pulled:
             shutil.copyfile(src, staging)
             os.replace(staging, dest)
             written.append(dest)
+        written += _place_bundle(segments, out)
     return Pulled(name, str(mv.version), written[0], actual, mv.run_id, tags, tuple(written[1:]))

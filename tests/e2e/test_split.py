@@ -93,3 +93,44 @@ def test_hailo_split_trial_on_the_fake_dfc(
     sig = wide.data.tags["hefsweep.signature"]
     assert wide.data.tags["hefsweep.status"] == "failed"
     assert sig.startswith("compile[seg ") and sig.endswith("/3]:BackendAllocatorException:agent_infeasible"), sig
+
+
+def test_a_split_bundle_is_promoted_and_pulled_with_every_hash_verified(
+    tiny_checkpoint: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    from harness.cache import file_sha256
+    from harness.errors import HarnessError
+    from harness.promote import promote, pull
+
+    root = tmp_path / "mlruns"
+    run_sweep(load_space(_space(tmp_path, tiny_checkpoint, demo_data)), trials=1, root=root, stream=io.StringIO())
+    client, (run,) = _runs(root)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    lines: list[str] = []
+    promoted = promote(uri, run_id=run.info.run_id, root=root, progress=lines.append)
+    text = "\n".join(lines)
+    assert "[ok] bundle" in text and "3 segments" in text and "[ok] emulation" in text, text
+    assert (promoted.action, promoted.version) == ("promote", "1")
+    mv = client.get_model_version("hefsweep-s", "1")
+    assert mv.source.endswith("/compiled/bundle.json")
+
+    got = pull(uri, "hefsweep-s@champion", tmp_path / "pulled")
+    manifest = json.loads(got.path.read_text())
+    assert got.path.name == "bundle.json" and got.sha256 == run.data.tags["hefsweep.artifact_sha256"]
+    for seg in manifest["segments"]:
+        f = seg["files"]["deployable"]
+        assert file_sha256(tmp_path / "pulled" / f["file"]) == f["sha256"]
+    assert len(got.extra) == len({s["files"]["deployable"]["file"] for s in manifest["segments"]})
+
+    # a tampered segment: promote and pull refuse it, naming the file; nothing is written
+    stored = Path(run.info.artifact_uri.removeprefix("file://")) / "compiled" / manifest["segments"][1]["files"]["deployable"]["file"]
+    original = stored.read_bytes()
+    try:
+        stored.write_bytes(original[:-16] + bytes(16))
+        with pytest.raises(HarnessError, match=r"seg2/.*\(seg 2/3\).*sha256.*refused"):
+            pull(uri, "hefsweep-s@champion", tmp_path / "tampered")
+        assert not (tmp_path / "tampered").exists()
+        with pytest.raises(HarnessError, match=r"seg 2/3.*sha256"):
+            promote(uri, run_id=run.info.run_id, alias="candidate", root=root)
+    finally:
+        stored.write_bytes(original)

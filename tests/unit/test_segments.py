@@ -99,3 +99,15 @@ def test_a_segments_stage_is_named_in_the_signature() -> None:
     f = classify("emulate", "NonFiniteOutput", "[seg 3/3] 12 non-finite values in the emulated outputs")
     assert f.signature == "emulate[seg 3/3]:NonFiniteOutput:nan_or_inf"
     assert classify("optimize[seg 1/2]", "Timeout", "did not finish within 30 s").signature == "optimize[seg 1/2]:Timeout:30s"
+
+
+def test_a_segments_failure_grades_as_its_stage() -> None:
+    import harness.backends.hailo._rules  # noqa: F401 - registers the DFC's rules
+    from harness.feasibility import violation
+
+    whole = classify("compile", "BackendAllocatorException", "Compilation failed\n[error] convtas/conv3_dc errors: Agent infeasible")
+    seg = classify("compile[seg 2/3]", "BackendAllocatorException", whole.message)
+    assert seg.signature.startswith("compile[seg 2/3]:BackendAllocatorException:")
+    assert seg.detail == whole.detail == "agent_infeasible"
+    ghost = classify("optimize", "OverrideTargetNotFound", "Layer 'x' not found in model")
+    assert violation(seg) == violation(whole) < violation(ghost)
