@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import typing
 import logging
+import re
 import sys
 from pathlib import Path
 from harness._command import Command, store_options
@@ -23,8 +24,9 @@ __all__ = ["main"]
 
 
 class Sweep(Command):
-    """Run (or resume) a sweep over a search space: every trial exports, calibrates, quantizes, compiles and
-    emulates, and logs to MLflow."""
+    """Run (or resume) a sweep over a search space.
+
+    Every trial exports, calibrates, quantizes, compiles and emulates, and logs to MLflow."""
 
     name = "sweep"
 
@@ -68,8 +70,10 @@ class Sweep(Command):
 
 
 class Worker(Command):
-    """Join a study as one more worker (any number, on any machine sharing the storage and tracking server):
-    runs trials until the study holds --trials finished trials."""
+    """Join a study as one more worker.
+
+    Any number of workers, on any machine sharing the storage and tracking server, run trials until the study holds
+    --trials finished trials."""
 
     name = "worker"
 
@@ -155,7 +159,9 @@ class Export(Command):
 
 
 class DemoData(Command):
-    """Generate the demo calibration and evaluation mixtures (speech-like sources plus noise), deterministically."""
+    """Generate the demo calibration and evaluation mixtures (speech-like sources plus noise).
+
+    Deterministic: the same --seed writes the same files."""
 
     name = "demo-data"
 
@@ -172,7 +178,12 @@ class DemoData(Command):
 
 
 class Ui(Command):
-    """Serve the MLflow UI on the local store (prints the URL of the runs table)."""
+    """Serve the MLflow UI on the local store, or open a tracking server's runs table.
+
+    Without --tracking-uri the UI is served on the store under --root (the URL of the runs table is printed). With
+    --tracking-uri http://... (a running mlflow server) nothing is served: the runs table of the --study's
+    experiment (default: the newest) on that server is printed and opened in a browser; another URI (sqlite:///,
+    postgresql://) is served like the local store."""
 
     name = "ui"
 
@@ -180,19 +191,30 @@ class Ui(Command):
         p.add_argument("--root", type=Path, default=Path("mlruns"))
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=5000)
+        p.add_argument("--tracking-uri", help="an MLflow tracking server (http://...) or backend store URI")
+        p.add_argument("--study", help="with an http(s) --tracking-uri: the study (experiment) to open")
 
     def run(self, args: argparse.Namespace) -> int:
         import subprocess
 
         from harness.tracking import default_tracking_uri
 
-        db = args.root / "mlflow.db"
-        if not db.is_file():
-            raise HarnessError(db, "no MLflow store there", "a store written by `hefsweep sweep` (run one first)")
+        uri = args.tracking_uri
+        if uri and uri.startswith(("http://", "https://")):
+            url, name = _remote_runs_table(uri, args.study)
+            print(f"MLflow runs table of experiment {name!r} on {uri.rstrip('/')}: {url}")
+            import webbrowser
+
+            webbrowser.open(url)
+            return 0
+        if uri is None:
+            db = args.root / "mlflow.db"
+            if not db.is_file():
+                raise HarnessError(db, "no MLflow store there", "a store written by `hefsweep sweep` (run one first)")
         print(f"MLflow UI on http://{args.host}:{args.port}  (open an experiment's 'Model training' runs table)")
         cmd = [
             sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", default_tracking_uri(args.root),
+            "--backend-store-uri", uri or default_tracking_uri(args.root),
             "--host", args.host, "--port", str(args.port), "--workers", "1",
         ]  # fmt: skip
         import os
@@ -202,9 +224,43 @@ class Ui(Command):
         return subprocess.call(cmd, env=env)
 
 
+def _remote_runs_table(uri: str, study: str | None) -> tuple[str, str]:
+    """(runs-table URL, experiment name) of ``study`` (default: the newest experiment) on a tracking server."""
+    import urllib.request
+
+    from harness.errors import describe
+    from harness.tracking import runs_url
+
+    base = uri.rstrip("/")
+    server = f"MLflow tracking server {base}"
+    try:  # before the client, whose retries take minutes on a server that is not there
+        with urllib.request.urlopen(f"{base}/health", timeout=10) as response:
+            response.read()
+    except (OSError, ValueError) as exc:
+        raise HarnessError(server, f"unreachable ({describe(exc)})", "a running `mlflow server` at that URI") from None
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=base)
+    experiments = client.search_experiments(order_by=["creation_time DESC"], max_results=1000)
+    if study is not None:
+        exp = next((e for e in experiments if e.name == study), None)
+        if exp is None:
+            names = ", ".join(sorted(e.name for e in experiments)[:10]) or "none"
+            raise HarnessError(f"study {study!r}", f"no such experiment on {base} (experiments: {names})",
+                               "the name of a study tracked there")  # fmt: skip
+    else:
+        studies = [e for e in experiments if e.name != "Default"] or experiments
+        if not studies:
+            raise HarnessError(server, "no experiments", "a server a sweep has tracked to (--tracking-uri)")
+        exp = studies[0]
+    return runs_url(base, exp.experiment_id), exp.name
+
+
 class Doctor(Command):
-    """Check this machine for a sweep: Python, torch, onnx, onnxruntime, the Hailo DFC (and hw_arch values),
-    GPU, and whether the configured stores are reachable. Exits 1 when something the backend needs is missing."""
+    """Check this machine for a sweep.
+
+    Checks Python, torch, onnx, onnxruntime, the Hailo DFC (and hw_arch values), GPU, and whether the configured
+    stores are reachable. Exits 1 when something the backend needs is missing."""
 
     name = "doctor"
 
@@ -256,6 +312,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(1, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
+def summary(doc: str) -> str:
+    """A command's line in ``hefsweep --help``: the first sentence of its docstring, whole."""
+    first = " ".join(doc.split("\n\n")[0].split())
+    return re.split(r"(?<=[.!?])\s", first, maxsplit=1)[0]
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     """The argument parser and the name -> command table."""
     parser = _Parser(prog="hefsweep", description=__doc__.splitlines()[0])
@@ -265,7 +327,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     for cls in COMMANDS:
         cmd = cls()
         doc = (cls.__doc__ or "").strip()
-        p = sub.add_parser(cls.name, help=doc.split("\n")[0], description=doc)
+        p = sub.add_parser(cls.name, help=summary(doc), description=doc)
         cmd.add_arguments(p)
         table[cls.name] = cmd
     return parser, table

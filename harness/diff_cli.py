@@ -19,8 +19,9 @@ def _db(x: float) -> str:
 
 
 class Diff(Command):
-    """Compare two trials' per-layer quantization noise (per-tensor SQNR, float vs quantized): the layers whose
-    SQNR changed most, tensors only in one of them, the parameters that differ, and the SI-SNR decomposition of both
+    """Compare two trials' per-layer quantization noise.
+
+    Per-tensor SQNR (float vs quantized): the layers whose SQNR changed most, tensors only in one of them, the parameters that differ, and the SI-SNR decomposition of both
     (the objective vs the original float model, the substitution loss, the quantization loss). Uses each run's logged
     noise/layer_noise.json, or computes it from its logged ONNX models (and logs it to the run)."""
 

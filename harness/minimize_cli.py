@@ -12,8 +12,10 @@ __all__ = ["Minimize"]
 
 
 class Minimize(Command):
-    """Delta-debug a passing trial's override set down to a 1-minimal subset that still passes; every probe is
-    logged as an MLflow run and the result is tagged on the trial (hefsweep.minimal_override_set)."""
+    """Shrink a passing trial's override set to a 1-minimal subset that still passes.
+
+    Delta debugging: every probe is logged as an MLflow run and the result is tagged on the trial
+    (hefsweep.minimal_override_set)."""
 
     name = "minimize"
 

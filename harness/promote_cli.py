@@ -23,9 +23,10 @@ def _tracking_uri(args: argparse.Namespace) -> str:
 
 
 class Promote(Command):
-    """Register a trial's artifact (quantized ONNX or HEF) in the MLflow Model Registry and move an alias to it,
-    after re-verifying it from the stored artifact (sha256, backend versions, re-run emulation); --rollback moves
-    the alias back. Every change is appended to a ledger kept in MLflow."""
+    """Register a trial's artifact in the MLflow Model Registry and move an alias to it.
+
+    The artifact (quantized ONNX or HEF) is re-verified from the stored copy first (sha256, backend versions, re-run
+    emulation); --rollback moves the alias back. Every change is appended to a ledger kept in MLflow."""
 
     name = "promote"
 
@@ -89,9 +90,10 @@ class Promote(Command):
 
 
 class Pull(Command):
-    """Download a registered model version's artifact (NAME, NAME@alias or NAME/version; NAME means
-    NAME@champion), verify its sha256 against the version's tag and write it to --out. A mismatch is refused
-    and nothing is written."""
+    """Download a registered model version's artifact and verify it.
+
+    NAME, NAME@alias or NAME/version (NAME means NAME@champion); the artifact's sha256 is checked against the
+    version's tag before it is written to --out. A mismatch is refused and nothing is written."""
 
     name = "pull"
 

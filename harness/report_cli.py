@@ -12,9 +12,11 @@ __all__ = ["Report"]
 
 
 class Report(Command):
-    """Write one self-contained HTML report of a study (optimization history, parameter importances, SI-SNR per
-    variant, failure signatures over trials, feasibility boundary, best trials with MLflow links) and log it to the
-    study's parent MLflow run as report/report.html."""
+    """Write one self-contained HTML report of a study.
+
+    It holds the optimization history, parameter importances, SI-SNR per variant, failure signatures over trials,
+    the feasibility boundary and the best trials with MLflow links, and is logged to the study's parent MLflow run
+    as report/report.html."""
 
     name = "report"
 

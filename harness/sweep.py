@@ -211,12 +211,45 @@ def is_storage_error(exc: BaseException) -> bool:
 
 
 def _storage_error(url: str, exc: Exception) -> HarnessError:
-    """One line for an unusable Optuna storage (the password part of the URL is not shown)."""
+    """One line for an unusable Optuna storage (the password part of the URL is not shown); a database that holds
+    MLflow's tables (the tracking store's database given as the Optuna storage) is named as such."""
+    mlflow_tables = _mlflow_tables(url)
+    if mlflow_tables:
+        return HarnessError(
+            f"Optuna storage {url.split('@')[-1]}",
+            f"the database holds MLflow's tables ({', '.join(mlflow_tables)})",
+            "a database of its own for Optuna, not the MLflow tracking store's",
+            hint="e.g. createdb optuna and --storage postgresql://user@host/optuna",
+        )
     return HarnessError(
         f"Optuna storage {url.split('@')[-1]}",
         f"unusable ({describe(root_cause(exc))})",
         "a reachable, writable Optuna storage URL (sqlite:///..., postgresql://user@host/db)",
     )
+
+
+#: Tables only an MLflow tracking store has (Optuna's schema has none of them).
+_MLFLOW_TABLES = ("experiments", "runs", "metrics", "params")
+
+
+def _mlflow_tables(url: str) -> list[str]:
+    """The MLflow tables in the database at ``url`` (empty when there are none or it cannot be inspected)."""
+    try:
+        import sqlalchemy
+
+        parsed = sqlalchemy.engine.make_url(url)
+        if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):
+            return []  # inspecting would create the file
+        connect = {"connect_timeout": 5} if parsed.get_backend_name().startswith("postgres") else {}
+        engine = sqlalchemy.create_engine(parsed, connect_args=connect)
+        try:
+            names = set(sqlalchemy.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    except Exception:  # noqa: BLE001 - only a better message is at stake; the caller reports the original error
+        return []
+    found = [t for t in _MLFLOW_TABLES if t in names]
+    return found if len(found) >= 2 else []
 
 
 def _fast_sqlite(engine: Any) -> None:

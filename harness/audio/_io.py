@@ -176,9 +176,11 @@ def list_audio(folder: str | os.PathLike[str] | CalibrationData) -> list[Any]:
 
 def demo_hint(folder: Path) -> str | None:
     """Where a missing folder is one of the demo data's (``<dir>/calib``, ``<dir>/eval``): the command that makes it."""
-    if folder.name in ("calib", "eval"):
-        return f"`hefsweep demo-data --out {folder.parent}` makes the demo data there"
-    return None
+    if folder.name not in ("calib", "eval"):
+        return None
+    out = os.path.normpath(folder.parent)
+    rel = os.path.relpath(out)
+    return f"`hefsweep demo-data --out {out if rel.startswith('..') else rel}` makes the demo data there"
 
 
 def _check_wav_complete(path: Path) -> None:
