@@ -55,6 +55,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,7 +162,7 @@ def run_hefsweep(space_file: Path, root: Path, seed: int, budget: int) -> list[T
     from harness.sweep import default_storage, run_sweep
 
     space = load_space(space_file).model_copy(update={"seed": seed})
-    name = f"hefsweep-s{seed}-b{budget}"
+    name = f"hefsweep-s{seed}-b{budget}-{uuid.uuid4().hex[:8]}"  # a fresh study even in a kept folder
     run_sweep(space, trials=budget, study_name=name, root=root, stream=io.StringIO(), enqueue=[SEED_CONFIG])
     study = optuna.load_study(study_name=name, storage=default_storage(root))
     out = []
