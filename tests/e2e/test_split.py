@@ -134,3 +134,39 @@ def test_a_split_bundle_is_promoted_and_pulled_with_every_hash_verified(
             promote(uri, run_id=run.info.run_id, alias="candidate", root=root)
     finally:
         stored.write_bytes(original)
+
+
+def test_tiled_and_split_compose_on_the_fake_dfc_and_promote(
+    tiny_checkpoint: Path, demo_data: Path, dfc_python: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Each tile runs through the chain of segments; the whole clips are scored; the bundle carries the tiling
+    record; promote checks both and re-emulates tiles x segments; pull restores every file verified."""
+    from harness import cli
+
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    extra = f"backend: hailo\nbackend_options: {{hw_arch: hailo8, python: {dfc_python}}}\nstage_timeout: 120"
+    dims = "  decoder: per_source\n  mask_mul: per_source\n  norm: cLN\n  tile_width: 1024"
+    text = _space(tmp_path, tiny_checkpoint, demo_data, extra, dims).read_text().replace("width: 2048", "width: 8000")
+    (tmp_path / "ts.yaml").write_text(text)
+    root = tmp_path / "mlruns"
+    run_sweep(load_space(tmp_path / "ts.yaml"), trials=1, root=root, stream=io.StringIO())
+    client, (run,) = _runs(root)
+    assert run.data.tags["hefsweep.status"] == "ok", run.data.tags.get("hefsweep.signature")
+    assert run.data.metrics["tiles_per_clip"] > 1 and np.isfinite(run.data.metrics["si_snr_db"])
+    per_clip = json.loads(Path(client.download_artifacts(run.info.run_id, "metrics/per_clip.json")).read_text())
+    assert all(row["length"] == 8000 for row in per_clip)  # whole clips
+    bundle = json.loads(Path(client.download_artifacts(run.info.run_id, "compiled/bundle.json")).read_text())
+    assert bundle["tiling"]["tiled"] is True and bundle["tiling"]["tile_width"] == 1024
+    assert bundle["segments"][0]["inputs"][0]["shape"] == [1, 1, 1, 1024]  # built at the tile width
+
+    store = ["--root", str(root)]
+    capsys.readouterr()
+    assert cli.main(["promote", "--run", run.info.run_id, *store]) == 0
+    out = capsys.readouterr().out
+    assert "[ok] tiling" in out and "[ok] bundle" in out and "[ok] emulation" in out, out
+    assert cli.main(["pull", "hefsweep-s@champion", "--out", str(tmp_path / "pulled"), *store]) == 0
+    pulled = tmp_path / "pulled"
+    assert sorted(x.name for x in pulled.iterdir()) == ["bundle.json", "seg1", "seg2", "seg3", "tiling.json"]
+    assert sorted(x.name for x in (pulled / "seg2").iterdir()) == ["model.hef", "model_quantized.har", "segment_io.json"]
