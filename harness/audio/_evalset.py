@@ -176,11 +176,13 @@ def _no_mix_folder(data: EvaluationData, mix_dir: Path) -> AudioError:
             "a LibriMix split: say data.evaluation: "
             f"{{path: {data.path}, layout: librimix, mix: {librimix[0]}}} in the space"
         )
-    elif data.layout == "librimix":
+    elif data.layout == "hefsweep":
+        hint = "a LibriMix split's mix_clean/ etc. are read with data.evaluation: {path: DIR, layout: librimix}"
+    else:
         hint = f"data.evaluation.mix is one of {', '.join(LIBRIMIX_MIXES)}" + (
             f"; this split has {', '.join(librimix)}" if librimix else ""
         )
-    what = "the mixtures (LibriMix split)" if data.layout == "librimix" else "the mixtures (hefsweep layout)"
+    what = "the mixtures of the LibriMix split" if data.layout == "librimix" else "the mixtures (hefsweep's layout)"
     return AudioError(mix_dir, f"no such folder{found}", f"{data.mix_folder}/ holding {what}", hint=hint)
 
 

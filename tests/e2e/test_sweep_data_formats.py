@@ -94,3 +94,42 @@ enqueue:
         assert all(c["clip_samples"] == (manifest["clip_length"] or 3200) for c in clips)
     assert seen_lengths == {1600, None}
     assert rows.shape == (8, 3200)
+
+
+def _space(tmp_path: Path, ckpt: Path, calibration: str, evaluation: str, extra: str = "") -> Path:
+    f = tmp_path / "bad.yaml"
+    f.write_text(f"checkpoint: {ckpt}\ndata:\n  calibration: {calibration}\n  evaluation: {evaluation}\n"
+                 f"  min_calibration_clips: 2\n{extra}trials: 1\ndimensions: {{width: 4000}}\n")  # fmt: skip
+    return f
+
+
+def test_sweep_refuses_another_rate_or_stereo_in_one_line(
+    tiny_checkpoint: Path, demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    root = ["--root", str(tmp_path / "mlruns")]
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "c8k.npz", calib_data=rng.uniform(-0.5, 0.5, (4, 8000)).astype(np.float32),
+             sample_rate=np.int32(8000))  # fmt: skip
+    assert main(["sweep", str(_space(tmp_path, tiny_checkpoint, str(tmp_path / "c8k.npz"), str(demo_data / "eval"))),
+                 *root]) == 1  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert err == (f"hefsweep sweep: error: {tmp_path}/c8k.npz: sample_rate 8000 Hz; expected 16000 Hz (the model's "
+                   "rate) (set data.resample: true in the space to resample with soxr)")  # fmt: skip
+
+    stereo = tmp_path / "stereo"
+    stereo.mkdir()
+    for f in sorted((demo_data / "calib").iterdir())[:3]:
+        x, sr = sf.read(str(f), dtype="float32")
+        sf.write(str(stereo / f.name), np.stack([x, 0.5 * x], axis=1), sr, subtype="FLOAT")
+    first = sorted(stereo.iterdir())[0]
+    assert main(["sweep", str(_space(tmp_path, tiny_checkpoint, str(stereo), str(demo_data / "eval"))), *root]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hefsweep sweep: error: {first}: 2 channels; expected mono (choose one with data.channel: 0")
+    assert "\n" not in err
+    # with the options the messages name, the same data passes validation (--trials 0: the study only)
+    ok = _space(tmp_path, tiny_checkpoint, f"{{path: {stereo}, channel: 1}}", str(demo_data / "eval"))
+    assert main(["sweep", str(ok), "--trials", "0", *root]) == 0, capsys.readouterr().err
+    ok = _space(tmp_path, tiny_checkpoint, str(tmp_path / "c8k.npz"), str(demo_data / "eval"), "  resample: true\n")
+    assert main(["sweep", str(ok), "--trials", "0", "--study", "resampled", *root]) == 0, capsys.readouterr().err

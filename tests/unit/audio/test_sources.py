@@ -172,13 +172,18 @@ def test_plain_folder_manifest_unchanged_by_data_description(tmp_path: Path) -> 
     assert c.key != a.key and c.manifest["resample"] is True
 
 
-def test_missing_demo_folder_says_how_to_make_it(tmp_path: Path) -> None:
+def test_missing_demo_folder_says_how_to_make_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     with pytest.raises(AudioError) as err:
-        list_audio(tmp_path / "data" / "demo" / "calib")
+        list_audio(tmp_path / "spaces" / ".." / "data" / "demo" / "calib")
     assert str(err.value) == (
-        f"{tmp_path}/data/demo/calib: no such folder; expected a folder of .wav/.flac files "
+        f"{tmp_path}/spaces/../data/demo/calib: no such folder; expected a folder of .wav/.flac files "
         f"(`hefsweep demo-data --out {tmp_path}/data/demo` makes the demo data there)"
     )
+    monkeypatch.chdir(tmp_path)  # below the working folder: the relative path
+    with pytest.raises(AudioError, match=r"\(`hefsweep demo-data --out data/demo` makes the demo data there\)$"):
+        load_eval_set(tmp_path / "data" / "demo" / "eval", sample_rate=1000, width=8, n_src=2)
     with pytest.raises(AudioError, match=r"no such folder; expected a folder of .wav/.flac files$"):
         list_audio(tmp_path / "mine")
 
@@ -218,7 +223,7 @@ def test_librimix_errors_and_hints(tmp_path: Path, caplog: pytest.LogCaptureFixt
         load_eval_set(tmp_path, sample_rate=1000, width=100, n_src=2)
     assert str(err.value) == (
         f"{tmp_path}/mixture: no such folder (folders: mix_both, mix_clean, mix_single, noise, s1, s2); expected "
-        "mixture/ holding the mixtures (hefsweep layout) (a LibriMix split: say data.evaluation: "
+        "mixture/ holding the mixtures (hefsweep's layout) (a LibriMix split: say data.evaluation: "
         f"{{path: {tmp_path}, layout: librimix, mix: mix_clean}} in the space)"
     )
     shutil.rmtree(tmp_path / "mix_both")
