@@ -73,13 +73,42 @@ def optimize(
     """``Backend.optimize`` in a child; calibration is read from an ``.npy`` file ``[n,1,1,W]`` (or, for a segment,
     an ``.npz`` with one array per input tensor, keyed by tensor name)."""
     _inject("optimize")
-    data: Any
     if Path(calibration_npy).suffix == ".npz":
         with np.load(calibration_npy) as z:
             data = {name: z[name] for name in z.files}
-    else:
-        data = np.load(calibration_npy)
+        return _optimize_segment(backend.create(), translated, data, overrides, settings, workdir, reuse_dir)
+    data = np.load(calibration_npy)
     return backend.create().optimize(translated, data, overrides, settings, workdir, reuse_dir=reuse_dir)
+
+
+def _optimize_segment(
+    backend: Any, translated: Translated, data: dict[str, np.ndarray], overrides: OverrideSet,
+    settings: QuantSettings, workdir: Path, reuse_dir: Path | None,
+) -> Optimized:  # fmt: skip
+    """A segment's optimize with the trial's override set: an override that names nothing *in this segment* (a gLN
+    pool override on the decoder's segment) is left out here and listed in ``info["absent_overrides"]``; the
+    pipeline fails the trial only when an override matches in no segment (:mod:`harness.segments`). Backends raise
+    ``OverrideTargetNotFound`` before any work, so each retry costs only the check."""
+    import dataclasses
+
+    from harness.backends import OverrideTargetNotFound
+
+    absent: list[dict[str, Any]] = []
+    kept = list(overrides.overrides)
+    while True:
+        try:
+            result = backend.optimize(translated, data, OverrideSet(overrides.name, tuple(kept)), settings, workdir,
+                                      reuse_dir=reuse_dir)  # fmt: skip
+            break
+        except OverrideTargetNotFound as exc:
+            hit = [ov for ov in kept if exc.pattern in ov.layers]
+            if not hit:
+                raise
+            for ov in hit:
+                kept.remove(ov)
+                absent.append({"override": ov.to_dict(), "message": str(exc)})
+    ignored = tuple(f"{a['override']['kind']} on {a['override']['layers']}: no layer of this segment matches" for a in absent)
+    return dataclasses.replace(result, ignored=result.ignored + ignored, info={**result.info, "absent_overrides": absent})
 
 
 def compile_(backend: BackendSpec, optimized: Optimized, workdir: Path) -> Compiled:

@@ -351,14 +351,17 @@ def run_split(
                 ),
                 stages,
             )  # fmt: skip
-            optimized = _from_meta(Optimized, opt.meta, opt.path)
+            out.append((opt, _from_meta(Optimized, opt.meta, opt.path)))
+        _check_absent(ovs, [o for _, o in out])
+        done = []
+        for seg, (opt, optimized) in zip(plan.segments, out, strict=True):
             comp = _segment_stage(
                 pipe, "compile", seg, stage_key("compile", _VERSIONS["compile"], {}, (opt.key,)),
                 lambda d, o=optimized: _to_meta(pipe._isolated("compile", "compile_", d, o, d), d),
                 stages,
             )  # fmt: skip
-            out.append((opt, optimized, comp))
-        return out
+            done.append((opt, optimized, comp))
+        return done
 
     if space.repairs:
         done = _repair_segments(pipe, optimize_compile, overrides, plan, [t for _, t in translated], artifacts, info)
@@ -401,6 +404,20 @@ def run_split(
     audio = emu.path / "audio"
     if audio.is_dir():
         artifacts += [(p, "audio") for p in sorted(audio.iterdir())]
+
+
+def _check_absent(overrides: Any, optimized: list[Any]) -> None:
+    """An override each segment left out (it names nothing in any of them) fails the trial as a whole model's would:
+    ``optimize:OverrideTargetNotFound:<pattern>``."""
+    from harness.failures import classify
+    from harness.pipeline import _StageFailed
+
+    for ov in overrides.overrides:
+        messages = [next((a["message"] for a in o.info.get("absent_overrides", []) if a["override"] == ov.to_dict()), None)
+                    for o in optimized]  # fmt: skip
+        if all(m is not None for m in messages):
+            failure = classify("optimize", "OverrideTargetNotFound", str(messages[0]))
+            raise _StageFailed(failure, None, f"OverrideTargetNotFound in every segment: {messages[0]}\n")
 
 
 def _repair_segments(

@@ -170,3 +170,24 @@ def test_tiled_and_split_compose_on_the_fake_dfc_and_promote(
     pulled = tmp_path / "pulled"
     assert sorted(x.name for x in pulled.iterdir()) == ["bundle.json", "seg1", "seg2", "seg3", "tiling.json"]
     assert sorted(x.name for x in (pulled / "seg2").iterdir()) == ["model.hef", "model_quantized.har", "segment_io.json"]
+
+
+def test_an_override_is_applied_where_its_layers_are_and_fails_only_when_no_segment_has_them(
+    tiny_checkpoint: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    """ORT: 16-bit on the model's input tensor exists in segment 1 only (the other segments leave it out and say so);
+    a layer no segment has fails the trial as optimize:OverrideTargetNotFound."""
+    sets = "override_sets:\n  none: []\n  in16:\n    - {kind: precision16, layers: [input]}\n  ghost:\n    - {kind: precision16, layers: [no_such_layer]}"
+    p = _space(tmp_path, tiny_checkpoint, demo_data, sets, "  override_set: [in16, ghost]")
+    root = tmp_path / "mlruns"
+    run_sweep(load_space(p), trials=2, root=root, stream=io.StringIO(),
+              enqueue=[{"override_set": "in16"}, {"override_set": "ghost"}])  # fmt: skip
+    client, runs = _runs(root)
+    by_set = {r.data.params["override_set"]: r for r in runs}
+    ok, ghost = by_set["in16"], by_set["ghost"]
+    assert ok.data.tags["hefsweep.status"] == "ok", ok.data.tags.get("hefsweep.signature")
+    trial = json.loads(Path(client.download_artifacts(ok.info.run_id, "trial.json")).read_text())
+    applied = [o["applied"] for o in trial["optimize"]]
+    assert applied[0] and "precision16 on 1 tensors" in applied[0][0]
+    assert all(not a for a in applied[1:]) and all(o["absent_overrides"] for o in trial["optimize"][1:])
+    assert ghost.data.tags["hefsweep.signature"] == "optimize:OverrideTargetNotFound:no_such_layer"
