@@ -259,6 +259,15 @@ def to_4d(model: ir.Model, width: int) -> tuple[ir.Model, list[str]]:
     if shape is None or shape[-1] != width or int(np.prod(shape)) % width:
         raise ConversionError(f"output {out.name!r} has shape {shape}; expected [.., {width}] (W samples per source)")
     n_src = int(np.prod(shape)) // width
+    squeeze = out.producer()
+    if shape != [1, n_src, 1, width] and squeeze is not None and squeeze.op_type == "Squeeze" and \
+            static_shape(squeeze.inputs[0]) == [1, n_src, 1, width] and len(out.uses()) == 0:  # fmt: skip
+        inner, name = squeeze.inputs[0], out.name  # the real export squeezes the height: the output is its input
+        model.graph.outputs[0] = inner
+        model.graph.remove(squeeze, safe=True)
+        inner.name = name
+        notes.append(f"output {shape}: the Squeeze of [1, {n_src}, 1, {width}] dropped")
+        return infer_shapes(model), notes
     if shape != [1, n_src, 1, width]:
         graph = model.graph
         reshape = ir.Node("", "Reshape", [out, const(graph, np.array([1, n_src, 1, width], np.int64), "shape")])

@@ -49,9 +49,12 @@ def static_shape(value: ir.Value) -> list[int] | None:
 
 
 def infer_shapes(model: ir.Model) -> ir.Model:
-    """Clear the intermediate shapes and infer them again (onnx shape inference, strict: a bad graph raises)."""
+    """Remove unused nodes and initializers, clear the intermediate shapes and infer them again (onnx shape
+    inference, strict: a bad graph raises)."""
     import onnx
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
 
+    RemoveUnusedNodesPass()(model)
     proto = ir.to_proto(model)
     del proto.graph.value_info[:]
     proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
