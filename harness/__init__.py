@@ -33,6 +33,7 @@ WORKER_SIDE = (
     "harness.backends.hailo._layers",
     "harness.backends.hailo._rules",
     "harness.backends.hailo._script",
+    "harness.backends.hailo._segments",
 )
 
 # MLflow 3 sends usage telemetry by default: off (this harness runs on closed networks; it also costs ~20 ms
