@@ -105,3 +105,42 @@ def test_tiling_json_round_trips_and_refuses_a_broken_plan(tmp_path) -> None:
         TilePlan.from_json(data)
     with pytest.raises(ValueError, match="format"):
         TilePlan.from_json({**data, "format": "x"})
+
+
+# -- a real trial of the tiny model on ONNX Runtime --------------------------------------------------------------
+@pytest.mark.slow
+def test_an_ort_trial_runs_tiled_and_a_tile_too_short_fails_classified(tiny_checkpoint, demo_data, tmp_path) -> None:
+    from harness.cache import StageCache
+    from harness.pipeline import Pipeline, TrialConfig
+    from harness.space import load_space
+
+    space = tmp_path / "s.yaml"
+    space.write_text(f"""
+study: tiles
+checkpoint: {tiny_checkpoint}
+data: {{calibration: {demo_data / 'calib'}, evaluation: {demo_data / 'eval'}, eval_clips: 3, min_calibration_clips: 2}}
+stage_timeout: 120
+dimensions: {{width: 8000, calib_size: 4}}
+""")
+    pipeline = Pipeline(load_space(space), StageCache(tmp_path / "cache"))
+    try:
+        untiled = pipeline.run(TrialConfig(norm="cLN", width=8000, calib_size=4))
+        tiled = pipeline.run(TrialConfig(norm="cLN", width=8000, calib_size=4, tile_width=512))
+        short = pipeline.run(TrialConfig(norm="cLN", width=8000, calib_size=4, tile_width=512, tile_context=252))
+    finally:
+        pipeline.close()
+    assert untiled.ok and tiled.ok, (untiled.failure, tiled.failure)
+    plan = plan_tiles(8000, 512, None, ConvTasNetConfig.from_model_args(TINY_ARGS))
+    assert tiled.info["tiling"]["n_tiles"] == plan.n_tiles == tiled.metrics["tiles_per_clip"] == 19
+    assert tiled.metrics["tiling_float_si_snr_db"] >= 60  # cLN, context = receptive field: exact
+    # the untiled references are shared (same keys as the untiled trial), the backend stages are the tile's
+    for stage in ("export", "original", "reference"):
+        assert tiled.stages[stage]["key"] == untiled.stages[stage]["key"] and tiled.stages[stage]["cached"], stage
+    for stage in ("calibrate", "translate", "optimize", "emulate"):
+        assert tiled.stages[stage]["key"] != untiled.stages[stage]["key"], stage
+    assert "export_tile" in tiled.stages and "export_tile" not in untiled.stages and "tiling" not in untiled.info
+    # the quantized stitched output is a real emulation: close to the float model, not identical to it
+    assert np.isfinite(tiled.metrics["si_snr_db"]) and 5 < tiled.metrics["quant_si_snr_db"] < 60
+    assert {p.name for p, folder in tiled.artifacts if folder == "compiled"} == {"model.qdq.onnx", "tiling.json"}
+    assert short.status == "failed" and short.failure is not None
+    assert short.failure.signature == "tile:TilingError:no_hop" and short.failure.numbers == {"hop": 0.0}
