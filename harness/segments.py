@@ -30,7 +30,9 @@ of the single quantized model, so tiling wraps it like any per-batch emulation; 
 monolithic path's. A split trial's deployable is a bundle (:mod:`harness.bundle`).
 
 Limitations: the repair loop applies the same override set to every segment (one repair moves every segment; the
-failing segment's layer is diagnosed against that segment's translation); the layer-noise stage and the compile gate
+failing segment's layer is diagnosed against that segment's translation; an override that names nothing in a segment
+is left out there, and fails the trial only when no segment has its layers; an optimize failure enters the repair
+table as ``optimize``, so the repair log shows the base stage while the trial's signature keeps the segment); the layer-noise stage and the compile gate
 ("optimize many, compile few") are not run for split trials (every segment is compiled before emulation).
 """
 
@@ -426,6 +428,7 @@ def _repair_segments(
 ) -> Any:  # fmt: skip
     """The repair loop over every segment with one override set (a fix applies to all segments); the failing
     segment's layer is diagnosed against that segment's translation."""
+    import dataclasses
     import time
     import uuid
 
@@ -447,7 +450,10 @@ def _repair_segments(
             tr = translated[int(m.group(1)) - 1] if m else translated[0]
             layer = backend.diagnose(exc.failure, tr)
             family = family_of(layer, tr) if family_of is not None and layer else None
-            return Attempt(exc.failure, layer, seconds=time.monotonic() - start, family=family)
+            failure = exc.failure
+            if failure.stage.startswith("optimize["):  # the repair table's optimize rows are written for "optimize"
+                failure = dataclasses.replace(failure, stage="optimize")
+            return Attempt(failure, layer, seconds=time.monotonic() - start, family=family)
 
     outcome = run_repairs(attempt, overrides, max_repairs=pipe.space.repairs)
     folder = pipe.cache.root / "repairs" / uuid.uuid4().hex

@@ -191,3 +191,22 @@ def test_an_override_is_applied_where_its_layers_are_and_fails_only_when_no_segm
     assert applied[0] and "precision16 on 1 tensors" in applied[0][0]
     assert all(not a for a in applied[1:]) and all(o["absent_overrides"] for o in trial["optimize"][1:])
     assert ghost.data.tags["hefsweep.signature"] == "optimize:OverrideTargetNotFound:no_such_layer"
+
+
+def test_repairs_move_a_gln_split_trial_past_its_optimize_failures(
+    tiny_checkpoint: Path, demo_data: Path, dfc_python: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gLN at W=16000 fails optimize on a variance pool in whichever segment holds it; the repair loop's fixes
+    (applied to every segment, left out where the pool is absent) get every segment optimized."""
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    extra = f"backend: hailo\nbackend_options: {{hw_arch: hailo8, python: {dfc_python}}}\nstage_timeout: 120"
+    dims = "  gln_stats: split\n  decoder: per_source\n  mask_mul: per_source\n  norm: gLN\n  calib_clip_length: 3200"
+    text = _space(tmp_path, tiny_checkpoint, demo_data, extra, dims).read_text().replace("width: 2048", "width: 16000")
+    (tmp_path / "g.yaml").write_text(text)
+    root = tmp_path / "mlruns"
+    run_sweep(load_space(tmp_path / "g.yaml"), trials=1, root=root, stream=io.StringIO())
+    client, (run,) = _runs(root)
+    tags = run.data.tags
+    assert tags["hefsweep.repair.first_signature"].startswith("optimize:NegativeSlopeExponentNonFixable:"), tags
+    assert tags["hefsweep.status"] == "ok", tags.get("hefsweep.signature")
+    assert np.isfinite(run.data.metrics["si_snr_db"])
