@@ -90,6 +90,7 @@ GRADES: tuple[Grade, ...] = (
     ),
     Grade(r"^compile:[^:]+:(?!unclassified)", 1.5, "optimized; compilation failed"),
     Grade(r"^calibrate:FillPolicyError:", 2.0, "a calibration construction choice, one parameter away"),
+    Grade(r"^tile:TilingError:", 2.0, "a tile width / context choice, one parameter away (harness/tiling.py)"),
     Grade(r":NegativeSlopeExponentNonFixable:", _shift, "2 + bits missing for the shift (desired shift - data bits)"),
     Grade(r":OverrideTargetNotFound:", 3.0, "an override names an absent layer"),
     Grade(r"^optimize:[^:]+:(?!unclassified)", 5.0, "the optimizer gave up"),

@@ -144,3 +144,15 @@ dimensions: {{width: 8000, calib_size: 4}}
     assert {p.name for p, folder in tiled.artifacts if folder == "compiled"} == {"model.qdq.onnx", "tiling.json"}
     assert short.status == "failed" and short.failure is not None
     assert short.failure.signature == "tile:TilingError:no_hop" and short.failure.numbers == {"hop": 0.0}
+
+
+def test_a_tile_too_short_is_classified_and_graded_one_parameter_away() -> None:
+    from harness.failures import classify
+    from harness.feasibility import UNKNOWN_VIOLATION, violation
+
+    with pytest.raises(TilingError) as err:
+        plan_tiles(16000, 2048, None, DEMO)
+    failure = classify("tile", "TilingError", str(err.value))
+    assert failure.signature == "tile:TilingError:no_hop" and failure.known and failure.numbers == {"hop": 0.0}
+    fill = classify("calibrate", "FillPolicyError", "expected clips of at least 16000 samples for policy 'crop'")
+    assert violation(failure) == violation(fill) == 2.0 < UNKNOWN_VIOLATION / 2  # a tile_width / context choice
