@@ -393,9 +393,9 @@ class SearchSpace(BaseModel):
     @model_validator(mode="after")
     def _check_model(self) -> SearchSpace:
         if (self.checkpoint is None) == (self.model is None):
-            both = "both" if self.checkpoint is not None else "neither"
-            raise ValueError(f"checkpoint: {both} of checkpoint and model given; expected exactly one of checkpoint "
-                             "(a PyTorch checkpoint) and model: {onnx: PATH, sample_rate: RATE}")  # fmt: skip
+            seen = "both checkpoint and model given" if self.checkpoint is not None else "missing (and no model given)"
+            raise ValueError(f"checkpoint: {seen}; expected exactly one of checkpoint (a PyTorch checkpoint) and "
+                             "model: {onnx: PATH, sample_rate: RATE}")  # fmt: skip
         if self.model is not None:
             for key, ok in ONNX_EXACT_ONLY.items():
                 for v in _values(getattr(self.dimensions, key), key):

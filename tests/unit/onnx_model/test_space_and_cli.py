@@ -42,8 +42,8 @@ def test_model_onnx_resolved_and_fingerprinted(tmp_path: Path, onnx_path: Path) 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("model: {onnx: m.onnx, sample_rate: 16000}\ncheckpoint: c.pt\n", "key 'checkpoint': both of checkpoint and model given; expected exactly one"),
-        ("study: x\n", "key 'checkpoint': neither of checkpoint and model given; expected exactly one"),
+        ("model: {onnx: m.onnx, sample_rate: 16000}\ncheckpoint: c.pt\n", "key 'checkpoint': both checkpoint and model given; expected exactly one"),
+        ("study: x\n", "key 'checkpoint': missing (and no model given); expected exactly one"),
         ("model: {onnx: m.onnx}\n", "key 'model.sample_rate': missing"),
         ("model: {onnx: m.onnx, sample_rate: 16000}\ndimensions: {norm: [null, cLN]}\n",
          "key 'dimensions.norm': cLN needs the PyTorch model; expected with model.onnx only exact rewrites (norm: null)"),
