@@ -10,7 +10,7 @@ Topology rows (what the real DFC 3.33 said about a real Conv-TasNet, ``/work/sha
 ``compile:*:grouped_deconv`` ("Super deconv is not supported with groups") -> ``decoder: per_source``;
 ``compile:*:reshape_needed`` naming the repeated-encoding ``shortcut``/``concat`` layers -> ``mask_mul:
 per_source`` (plus ``decoder: per_source`` if the decoder is still grouped). A lower W does not remove a grouped
-deconv, so the width and 16-bit rows skip that signature.
+deconv or a failed reshape, so the width and 16-bit rows skip both signatures.
 
 Deployment-shape rows, after an allocator failure (``agent_infeasible``, ``memory_capacity``, ``no_valid_partition``,
 ``mapping_failed``, ``mapping_timeout``, ``single_context_overflow``, of the whole model or of one segment) that the
@@ -127,7 +127,10 @@ def _matching_clip(p: Params, space: SearchSpace) -> Params | None:
 # activation (prelu / activation) at the PReLU; an unnamed one at both.
 _NORM_LAYER = r":NegativeSlopeExponentNonFixable:(?!.*(prelu|activation\d))"
 _ACT_LAYER = r":NegativeSlopeExponentNonFixable:(?!.*(avgpool|reduce|norm))"
-_ALLOC = r"^compile:BackendAllocatorException:(?!grouped_deconv$)|^compile:.*(Unsupported|dimension)"
+#: Allocator failures a shorter input or fewer 16-bit layers may fix: not the topology verdicts (a grouped deconv, a
+#: reshape the allocator could not add), which no width removes.
+_TOPOLOGY = r"(?!grouped_deconv$|reshape_needed$)"
+_ALLOC = rf"^compile:BackendAllocatorException:{_TOPOLOGY}|^compile:.*(Unsupported|dimension)"
 #: The allocator's resource verdicts (harness.backends.hailo._rules), whole model or one segment (``compile[seg 2/3]``).
 _RESOURCES = (
     r"^compile(?:\[seg \d+/\d+\])?:\w+:"
@@ -139,7 +142,7 @@ FOLLOWUPS: tuple[Followup, ...] = (
     Followup("mask_mul:per_source", r"^compile:\w+:reshape_needed$", _per_source_head, _names_repeated_concat),
     Followup("norm:cLN", _NORM_LAYER, _set("norm", "cLN")),
     Followup("prelu:relu", _ACT_LAYER, _set("prelu", "relu")),
-    Followup("overrides:drop16", r"^compile:BackendAllocatorException:(?!grouped_deconv$)", _drop_16bit),
+    Followup("overrides:drop16", rf"^compile:BackendAllocatorException:{_TOPOLOGY}", _drop_16bit),
     Followup("deploy:tile_width", _RESOURCES, _smaller_tile),
     Followup("deploy:segments", _RESOURCES, _more_segments),
     Followup("width:smallest", _ALLOC, _smallest_width),

@@ -66,8 +66,10 @@ def test_reshape_at_the_repeated_concat_asks_for_per_source_masks_and_decoder(tm
     # decoder already per source: only the mask changes
     out = propose(classify(*RESHAPE), _params(decoder="per_source"), space)
     assert out[0] == ("mask_mul:per_source", _params(mask_mul="per_source", decoder="per_source"))
-    # both already per source: the topology row has nothing to add (the width rows still may)
-    assert "mask_mul:per_source" not in _rules(propose(classify(*RESHAPE), _params(decoder="per_source", mask_mul="per_source"), space))
+    # a topology failure: no lower-W or drop-16-bit rows (a shorter input does not remove a reshape; they cost the
+    # search trials, bench/search_efficiency.py), and with both already per source nothing is left to propose
+    assert out == [("mask_mul:per_source", _params(mask_mul="per_source", decoder="per_source"))]
+    assert propose(classify(*RESHAPE), _params(decoder="per_source", mask_mul="per_source"), space) == []
 
 
 def test_reshape_elsewhere_is_not_the_mask_multiply(tmp_path: Path) -> None:
