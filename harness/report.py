@@ -636,6 +636,9 @@ def build_report(
     from harness.report_frontier import frontier_axes as pick_axes, frontier_trials, is_frontier
 
     frontier = is_frontier(study)
+    if frontier_axes and not frontier:
+        raise HarnessError(f"--frontier {','.join(frontier_axes)}", f"study {study_name!r} is not a frontier study",
+                           "a study made from a mode: frontier space")  # fmt: skip
     if frontier:  # the Optuna value is the capacity: the SI-SNR sections read the trials' si_snr_db instead
         fronts = frontier_trials(study, rows)
         axes = pick_axes(fronts, frontier_axes)  # a bad --frontier is the user's error, not a note

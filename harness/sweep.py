@@ -428,20 +428,23 @@ def _grade(trial: Any, result: TrialResult, space: SearchSpace, frontier: Any = 
 
 
 def _frontier_point(pipeline: Pipeline, space: SearchSpace, cfg: TrialConfig) -> Any:
-    """``mode: frontier``: the trial's capacity (:func:`harness.feasibility.frontier_point`); None otherwise."""
-    if space.mode != "frontier":
+    """The trial's capacity (:func:`harness.feasibility.frontier_point`) in ``mode: frontier`` (the objective), or in
+    ``mode: search`` when a capacity value is set (recorded, not the objective); None otherwise."""
+    from harness.model import CAPACITY_DIMS
+
+    if space.mode != "frontier" and all(getattr(cfg, k) is None for k in CAPACITY_DIMS):
         return None
     from harness.feasibility import frontier_point
 
     return frontier_point(pipeline.model.config, cfg.to_dict())
 
 
-def _record_frontier(tracker: Tracker, trial: Any, run_id: str, point: Any) -> None:
-    """A frontier trial's capacity metrics and ``needs_retraining``, on its run and its Optuna trial, before any
-    stage runs (so a trial that fails, or stops the sweep, has them too)."""
+def _record_frontier(tracker: Tracker, trial: Any, run_id: str, point: Any, mode: str = "frontier") -> None:
+    """A trial's capacity metrics and ``needs_retraining``, on its run and its Optuna trial, before any stage runs
+    (so a trial that fails, or stops the sweep, has them too)."""
     flag = str(point.needs_retraining).lower()
     tracker.log_metrics(run_id, point.metrics)
-    tracker.set_tags(run_id, {"hefsweep.needs_retraining": flag, "hefsweep.mode": "frontier"})
+    tracker.set_tags(run_id, {"hefsweep.needs_retraining": flag, "hefsweep.mode": mode})
     trial.set_user_attr("needs_retraining", point.needs_retraining)
     trial.set_user_attr("capacity_arch", point.arch)  # the effective architecture: the report's frontier axes
     for k, v in point.metrics.items():
@@ -634,9 +637,11 @@ def run_sweep(
             tags={"hefsweep.study": name, "hefsweep.trial": str(trial.number), **versions, **extra},
         )
         trial.set_user_attr("mlflow_run_id", run_id)
-        frontier = _frontier_point(pipeline, space, cfg)
+        point = _frontier_point(pipeline, space, cfg)
+        if point is not None:
+            _record_frontier(tracker, trial, run_id, point, space.mode)
+        frontier = point if space.mode == "frontier" else None  # the objective only in mode: frontier
         if frontier is not None:
-            _record_frontier(tracker, trial, run_id, frontier)
             display.capacity = frontier.value
         on_clip = None
         if space.pruner is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.space import load_space
 from harness.sweep import run_sweep
 
@@ -133,3 +133,30 @@ def test_a_resized_model_with_exact_rewrites_passes_the_fidelity_gate(
     out = io.StringIO()
     summary = run_sweep(space, trials=1, root=tmp_path / "mlruns", stream=out, enqueue=combo)
     assert summary.n_ok == 1, out.getvalue()
+
+
+def test_search_mode_with_a_capacity_value_tags_the_resized_model_but_keeps_the_si_snr_objective(
+    tiny_checkpoint: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    import optuna
+    from mlflow import MlflowClient
+
+    from harness.report import build_report
+
+    text = frontier_space(tmp_path, tiny_checkpoint, demo_data).read_text().replace("mode: frontier", "mode: search")
+    text = text.replace("worst_clip_floor_db: 30 ", "")  # (a search study's floor would apply: not this test's point)
+    (tmp_path / "f.yaml").write_text(text)
+    combo = [{"hid_chan": 48, "n_blocks": 1, "calib_clip_length": 4000, "calib_fill": "repeat"}]
+    summary = run_sweep(load_space(tmp_path / "f.yaml"), trials=1, root=tmp_path / "mlruns", stream=io.StringIO(),
+                        enqueue=combo)  # fmt: skip
+    assert summary.objective == "si_snr_db" and summary.n_ok == 1
+    store = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+    trial = optuna.load_study(study_name="f", storage=store).trials[0]
+    run = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").get_run(trial.user_attrs["mlflow_run_id"])
+    assert trial.value == pytest.approx(run.data.metrics["si_snr_db"])  # the objective is still SI-SNR
+    assert run.data.tags["hefsweep.needs_retraining"] == "true" and run.data.tags["hefsweep.mode"] == "search"
+    assert "capacity_macs" in run.data.metrics
+    # --frontier on a study that is not a frontier study is the user's error: one line
+    with pytest.raises(HarnessError, match="--frontier width,n_layers: study 'f' is not a frontier study"):
+        build_report("f", storage=store, tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+                     out_dir=tmp_path / "rep", frontier_axes=["width", "n_layers"])  # fmt: skip
