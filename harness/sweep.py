@@ -405,7 +405,9 @@ def _grade(trial: Any, result: TrialResult, space: SearchSpace, frontier: Any = 
     from harness.feasibility import INFEASIBLE_VALUE, violation
 
     if result.failure is not None:
-        compile_failed = result.failure.stage == "compile"
+        from harness.failures import base_stage
+
+        compile_failed = base_stage(result.failure.stage) == "compile"  # a split model's compile[seg 2/3] too
         trial.set_constraint("failure", 0.0 if compile_failed else violation(result.failure))
         trial.set_constraint("compile", violation(result.failure) if compile_failed else 0.0)
         trial.set_constraint("worst_clip", 0.0)

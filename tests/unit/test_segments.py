@@ -111,3 +111,26 @@ def test_a_segments_failure_grades_as_its_stage() -> None:
     assert seg.detail == whole.detail == "agent_infeasible"
     ghost = classify("optimize", "OverrideTargetNotFound", "Layer 'x' not found in model")
     assert violation(seg) == violation(whole) < violation(ghost)
+
+
+def test_a_segments_compile_failure_is_graded_as_a_compile_failure() -> None:
+    """The sweep's constraints: a compile failure of one segment counts against ``compile``, not ``failure``."""
+    import harness.backends.hailo._rules  # noqa: F401 - registers the DFC's rules
+    from harness.pipeline import TrialResult
+    from harness.sweep import _grade
+
+    class Trial:
+        def __init__(self) -> None:
+            self.constraints: dict[str, float] = {}
+
+        def set_constraint(self, name: str, value: float) -> None:
+            self.constraints[name] = value
+
+    message = "Compilation failed\n[error] convtas/conv3_dc errors: Agent infeasible"
+    graded = {}
+    for stage in ("compile", "compile[seg 2/3]"):
+        trial = Trial()
+        _grade(trial, TrialResult("failed", failure=classify(stage, "BackendAllocatorException", message)), None)  # type: ignore[arg-type]
+        graded[stage] = trial.constraints
+    assert graded["compile[seg 2/3]"] == graded["compile"]
+    assert graded["compile"]["failure"] == 0.0 and graded["compile"]["compile"] > 0.0
