@@ -136,6 +136,13 @@ _TABLE: list[Rule] = [
         "an override names a layer the model does not have; it was not applied",
     ),
     Rule(
+        "split",
+        "ConfigError",
+        r"dimension segments: \d+; expected 1\.\.(?P<max_segments>\d+)",
+        "too_many_segments",
+        "the model has fewer module boundaries than segments - 1 (harness/segments.py): fewer segments",
+    ),
+    Rule(
         "emulate",
         "NonFiniteOutput",
         r"(?P<count>\d+) non-finite",

@@ -134,3 +134,10 @@ def test_a_segments_compile_failure_is_graded_as_a_compile_failure() -> None:
         graded[stage] = trial.constraints
     assert graded["compile[seg 2/3]"] == graded["compile"]
     assert graded["compile"]["failure"] == 0.0 and graded["compile"]["compile"] > 0.0
+
+
+def test_too_many_segments_in_a_trial_is_a_classified_failure(tiny_onnx: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        plan_segments(tiny_onnx, 6)
+    f = classify("split", "ConfigError", str(info.value))
+    assert f.signature == "split:ConfigError:too_many_segments" and f.numbers["max_segments"] == 4
