@@ -20,20 +20,25 @@ output; segment i's calibration is its inputs from that run (``seg<i>.npz``, one
 is the calibration set itself). The ``boundaries`` stage is content-hashed on the export, the calibration and the plan.
 
 **Stages** (:func:`run_split`, called by :class:`~harness.pipeline.Pipeline` for ``segments > 1``): ``split`` (the
-plan) and ``boundaries``, then per segment ``translate[seg i/K]``, ``optimize[seg i/K]`` and ``compile[seg i/K]``
+plan) and ``boundaries``, then per segment ``translate``, ``optimize`` (all segments) and ``compile`` (all segments)
 through the same ``Pipeline._stage`` / isolated workers / stage cache as a whole model, keyed by the segment's plan
-and its upstream keys; a failure's signature names its segment
+and its upstream keys. In the trial's ``stages`` and ``time_<stage>_s`` metrics they are ``translate.seg<i>`` ...
+(MLflow-safe names); a failure's stage is ``<stage>[seg i/K]``, so the signature names the segment
 (``compile[seg 2/3]:BackendAllocatorException:agent_infeasible``; :func:`harness.failures.classify` matches the rules
-on the stage's base name). Then one ``emulate`` stage runs the chain (:class:`~harness.backends._protocol.SegmentChain`
+on the base stage). Then one ``emulate`` stage runs the chain (:class:`~harness.backends._protocol.SegmentChain`
 through ``harness._stage_calls.emulate``: segment 1 on the mixtures, its outputs to the later segments ...) in place
-of the single quantized model, so tiling wraps it like any per-batch emulation; output alignment and metrics are the
-monolithic path's. A split trial's deployable is a bundle (:mod:`harness.bundle`).
+of the single quantized model, so tiling wraps it like any per-batch emulation (each tile through the chain); output
+alignment and metrics are the monolithic path's. A split trial's deployable is a bundle (:mod:`harness.bundle`).
 
-Limitations: the repair loop applies the same override set to every segment (one repair moves every segment; the
-failing segment's layer is diagnosed against that segment's translation; an override that names nothing in a segment
-is left out there, and fails the trial only when no segment has its layers; an optimize failure enters the repair
-table as ``optimize``, so the repair log shows the base stage while the trial's signature keeps the segment); the layer-noise stage and the compile gate
-("optimize many, compile few") are not run for split trials (every segment is compiled before emulation).
+Overrides: the trial's override set goes to every segment; an override that names nothing in a segment is left out
+there (``info["optimize"][i]["absent_overrides"]``) and fails the trial (``optimize:OverrideTargetNotFound``) only
+when no segment has its layers.
+
+Limitations: the repair loop applies one override set to every segment (a fix moves every segment; the failing
+segment's layer is diagnosed against that segment's translation; an optimize failure enters the repair table as
+``optimize``, so the repair log shows the base stage while the trial's signature keeps the segment): no per-segment
+repairs. The layer-noise stage and the compile gate ("optimize many, compile few") are not run for split trials
+(every segment is compiled before emulation).
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ import numpy as np
 from harness.backends._protocol import Segment
 from harness.errors import ConfigError
 
-__all__ = ["SegmentPlan", "capture_boundaries", "cut_candidates", "plan_segments", "run_float_chain"]
+__all__ = ["SegmentPlan", "capture_boundaries", "cut_candidates", "plan_segments", "run_float_chain", "run_split"]
 
 PLAN_VERSION = 1
 _TCN = re.compile(r"^/masker/TCN\.(\d+)/")
