@@ -104,3 +104,17 @@ def test_real_structure_is_used_as_is_and_freed_of_its_width(tmp_path: Path) -> 
     freed = OnnxModel(path, 16000, 3200)  # another width (the real-time chunk): the graph no longer pins 16000
     out = freed.run_original(_mixtures(3200, 1))
     assert freed.fixed_width == 16000 and out.shape == (1, 2, 1, 3200) and np.all(np.isfinite(out))
+
+
+def test_asteroid_onnx_original_equals_the_checkpoint_path(exports: dict[str, Path]) -> None:
+    """The same checkpoint two ways: the user's asteroid ONNX in ORT (the ONNX model's original) and the harness's
+    own 4-D torch model of the demo checkpoint (the checkpoint's original) agree."""
+    from support.onnx_models import DEMO_CHECKPOINT
+
+    from harness.model import load_checkpoint, separate
+
+    x = _mixtures(4000, 3)
+    via_onnx = OnnxModel(exports["fixed"], 16000, 4000).run_original(x)
+    via_torch = separate(load_checkpoint(DEMO_CHECKPOINT), x)
+    assert via_onnx.shape == via_torch.shape == (3, 2, 1, 4000)
+    assert float(np.min(si_snr(via_onnx[:, :, 0], via_torch[:, :, 0]))) > 60.0
