@@ -119,7 +119,8 @@ def test_the_shipped_fit_space_deploys_tiled_where_whole_clips_do_not_compile(
 ) -> None:  # fmt: skip
     """search_spaces/convtasnet_hailo_fit.yaml on the demo checkpoint: untiled at W=16000 the fake DFC's allocation
     fails (Agent infeasible); the enqueued start point (cLN tiled at 3200, the receptive field as context) compiles,
-    scores finitely against the original float model on the whole clips, and is promoted and pulled verified."""
+    scores finitely against the original float model on the whole clips, and is promoted and pulled verified; so is
+    the same start point split in two HEFs (segments 2: every tile runs through the chain)."""
     shipped = ROOT / "search_spaces" / "convtasnet_hailo_fit.yaml"
     text = shipped.read_text().replace("../assets/", f"{ROOT / 'assets'}/").replace("../data/demo/", f"{demo_data_full}/")
     space = tmp_path / "fit.yaml"
@@ -130,10 +131,10 @@ def test_the_shipped_fit_space_deploys_tiled_where_whole_clips_do_not_compile(
     loaded = load_space(space)
     start = dict(loaded.enqueue[0])
     assert start["tile_width"] == 3200 and start["norm"] == "cLN"
-    combos = [{**start, "tile_width": None}, start]  # whole clips first, then the shipped start point
+    combos = [{**start, "tile_width": None}, start, {**start, "segments": 2}]  # whole clips, the start point, split
     loaded = loaded.model_copy(update={"enqueue": ()})
-    assert run_sweep(loaded, trials=2, root=root, stream=io.StringIO(), enqueue=combos).n_trials == 2
-    whole, tiled = _runs(root, "convtasnet_hailo_fit")
+    assert run_sweep(loaded, trials=3, root=root, stream=io.StringIO(), enqueue=combos).n_trials == 3
+    whole, tiled, split = _runs(root, "convtasnet_hailo_fit")
     assert whole.data.tags["hefsweep.signature"] == "compile:BackendAllocatorException:agent_infeasible"
     assert tiled.data.tags["hefsweep.status"] == "ok" and tiled.data.tags["hefsweep.artifact"] == "compiled/model.hef"
     m = tiled.data.metrics
@@ -141,9 +142,23 @@ def test_the_shipped_fit_space_deploys_tiled_where_whole_clips_do_not_compile(
     print(f"fit space: tiled cLN at 3200 si_snr_db {m['si_snr_db']:.2f} dB (quant {m['quant_si_snr_db']:.2f} dB, "
           f"tiling gap {m['tiling_float_si_snr_db']:.2f} dB) on whole 16000-sample clips")
     store = ["--root", str(root)]
-    assert cli.main(["promote", "--study", "convtasnet_hailo_fit", *store]) == 0
+    capsys.readouterr()
+    assert cli.main(["promote", "--run", tiled.info.run_id, *store]) == 0
     out = capsys.readouterr().out
     assert "[ok] tiling" in out and "[ok] emulation" in out and "[ok] har_sha256" in out, out
-    assert cli.main(["pull", "hefsweep-convtasnet_hailo_fit@champion", "--out", str(tmp_path / "o"), *store]) == 0
+    model = "hefsweep-convtasnet_hailo_fit"
+    assert cli.main(["pull", f"{model}@champion", "--out", str(tmp_path / "o"), *store]) == 0
     assert sorted(x.name for x in (tmp_path / "o").iterdir()) == ["model.hef", "tiling.json"]
     assert _sha(tmp_path / "o" / "model.hef") == tiled.data.tags["hefsweep.artifact_sha256"]
+
+    # tiled and split: the bundle and the recipe, promoted and pulled with every hash verified
+    ms = split.data.metrics
+    assert split.data.tags["hefsweep.status"] == "ok" and split.data.tags["hefsweep.artifact"] == "compiled/bundle.json"
+    assert np.isfinite(ms["si_snr_db"]) and ms["tiles_per_clip"] == 13 and ms["tiling_float_si_snr_db"] >= 60
+    capsys.readouterr()
+    assert cli.main(["promote", "--run", split.info.run_id, "--alias", "split", *store]) == 0
+    out = capsys.readouterr().out
+    assert "[ok] tiling" in out and "[ok] bundle" in out and "[ok] emulation" in out, out
+    assert cli.main(["pull", f"{model}@split", "--out", str(tmp_path / "s"), *store]) == 0
+    assert {"bundle.json", "tiling.json", "seg1", "seg2"} <= {x.name for x in (tmp_path / "s").iterdir()}
+    assert _sha(tmp_path / "s" / "tiling.json") == _sha(tmp_path / "o" / "tiling.json")  # one recipe, both shapes
