@@ -13,6 +13,8 @@ Steps (onnx-ir graph rewrites; each is exact, and the fidelity gate proves the r
    softmax, slice and gather axes and transpose permutations remapped; reshape targets lifted; Unsqueeze / Squeeze /
    Flatten become a Reshape to the lifted shape; lower-rank operands of broadcasting ops gain the axis too. An op
    that cannot be lifted (MatMul over time, Shape of a dynamic tensor, ...) is a one-line error naming the node.
+   Transpose pairs around elementwise ops with constants (asteroid's norm gains applied channels-last) are dropped,
+   the constants transposed instead.
 3. **Output**: ``[1, S, W]`` (the real export squeezes the height) or ``[1, W]`` is reshaped to ``[1, S, 1, W]``.
 """
 
@@ -25,7 +27,7 @@ import onnx_ir as ir
 
 from harness.onnx_model._graph import attr_ints, const, const_array, fold, infer_shapes, opset, static_shape
 
-__all__ = ["ConversionError", "at_width", "describe_input", "free_width", "to_4d"]
+__all__ = ["ConversionError", "at_width", "describe_input", "drop_transpose_pairs", "free_width", "to_4d"]
 
 _UNARY = {
     "Relu", "Sigmoid", "Tanh", "Sqrt", "Exp", "Log", "Abs", "Neg", "Reciprocal", "Cast", "Identity", "Clip", "Erf",
@@ -235,6 +237,43 @@ def _lift_node(graph: ir.Graph, node: ir.Node, rank: dict[str, int], lifted: set
         )
 
 
+def drop_transpose_pairs(model: ir.Model) -> int:
+    """``Transpose(P) -> elementwise ops with constant operands -> Transpose(P^-1)`` (asteroid's norms apply their
+    gain as ``(gamma * x.transpose(1, -1) + beta).transpose(1, -1)``) -> the same ops on the untransposed tensor,
+    each constant broadcast to rank 4 and transposed by ``P^-1`` (exact); returns how many pairs were dropped."""
+    graph, count = model.graph, 0
+    for first in list(graph):
+        if first.op_type != "Transpose" or first.graph is None:
+            continue
+        perm = attr_ints(first, "perm")
+        if perm is None or len(perm) != 4:
+            continue
+        inverse = [int(i) for i in np.argsort(perm)]
+        chain, value = [], first.outputs[0]
+        while len(value.uses()) == 1 and not value.is_graph_output():
+            user = value.uses()[0][0]
+            others = [v for v in user.inputs if v is not value]
+            if user.op_type not in ("Mul", "Add", "Sub", "Div") or len(others) != 1 or const_array(others[0]) is None:
+                break
+            chain.append(user)
+            value = user.outputs[0]
+        last = value.uses()[0][0] if len(value.uses()) == 1 and not value.is_graph_output() else None
+        if not chain or last is None or last.op_type != "Transpose" or attr_ints(last, "perm") != inverse:
+            continue
+        for node in chain:
+            index = next(i for i, v in enumerate(node.inputs) if const_array(v) is not None and v is not None)
+            arr = const_array(node.inputs[index])
+            assert arr is not None
+            arr4 = arr.reshape([1] * (4 - arr.ndim) + list(arr.shape))
+            node.replace_input_with(index, const(graph, np.transpose(arr4, inverse), "untransposed"))
+        chain[0].replace_input_with(chain[0].inputs.index(first.outputs[0]), first.inputs[0])
+        last.outputs[0].replace_all_uses_with(chain[-1].outputs[0], replace_graph_outputs=True)
+        graph.remove(last, safe=True)
+        graph.remove(first, safe=True)
+        count += 1
+    return count
+
+
 def to_4d(model: ir.Model, width: int) -> tuple[ir.Model, list[str]]:
     """The model at ``width`` in the 4-D horizontal form; returns it and notes on what was done.
 
@@ -254,6 +293,10 @@ def to_4d(model: ir.Model, width: int) -> tuple[ir.Model, list[str]]:
         _lift(model, in_rank, width)
         notes.append("lifted 3-D -> 4-D (unit height axis before time)")
         model = infer_shapes(model)
+        dropped = drop_transpose_pairs(model)
+        if dropped:
+            notes.append(f"{dropped} transpose pairs around constant elementwise ops dropped")
+            model = infer_shapes(model)
     out = model.graph.outputs[0]
     shape = static_shape(out)
     if shape is None or shape[-1] != width or int(np.prod(shape)) % width:
