@@ -71,7 +71,10 @@ _ORT_DEFINITION = (
 )
 _BITS = {2: 8, 3: 8, 4: 16, 5: 16, 21: 4, 22: 4}  # zero-point TensorProto type -> bits (UINT8, INT8, UINT16 ...)
 _FLOAT = 1  # TensorProto.FLOAT
-_CHUNK = 256  # tensors exposed per session (bounds the memory of one run)
+_CHUNK = 256  # tensors exposed per session at most
+#: Bytes of the float tensors exposed per session at most (the QDQ session exposes as many): a paper-size
+#: Conv-TasNet at W=16000 has 639 compared tensors of 4 MB, which 256 at a time held 2.1 GiB (bench/worker_rss.py).
+_CHUNK_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,8 @@ def _constant_tensors(graph: Any) -> set[str]:
     return const
 
 
-def _float_types(model: Any) -> dict[str, int]:
+def _tensor_info(model: Any) -> tuple[dict[str, int], dict[str, int]]:
+    """Tensor name -> element type, and -> element count where the inferred shape is fully known."""
     import onnx
 
     try:
@@ -200,7 +204,32 @@ def _float_types(model: Any) -> dict[str, int]:
         log.warning("shape inference failed (%s); only typed tensors are compared", exc)
         inferred = model
     g = inferred.graph
-    return {v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.input, *g.output]}
+    values = [*g.value_info, *g.input, *g.output]
+    sizes: dict[str, int] = {}
+    for v in values:
+        dims = v.type.tensor_type.shape.dim if v.type.tensor_type.HasField("shape") else None
+        if dims is not None and all(d.HasField("dim_value") and d.dim_value >= 0 for d in dims):
+            sizes[v.name] = math.prod(d.dim_value for d in dims)
+    return {v.name: v.type.tensor_type.elem_type for v in values}, sizes
+
+
+def _chunks(sizes: Sequence[int | None], max_tensors: int, max_bytes: int) -> list[tuple[int, int]]:
+    """Consecutive ``[start, end)`` groups of tensors, each at most ``max_tensors`` long and at most ``max_bytes``
+    in total unless a single tensor is larger (it then goes alone). An unknown size (None) counts as the largest
+    known one."""
+    known = [s for s in sizes if s is not None]
+    largest = max(known, default=0)
+    groups: list[tuple[int, int]] = []
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        b = largest if size is None else size
+        if i > start and (i - start >= max(max_tensors, 1) or total + b > max_bytes):
+            groups.append((start, i))
+            start, total = i, 0
+        total += b
+    if start < len(sizes):
+        groups.append((start, len(sizes)))
+    return groups
 
 
 def _qdq_counterparts(qgraph: Any, wanted: set[str]) -> dict[str, tuple[str, int | None]]:
@@ -260,11 +289,16 @@ def _sqnr(signal: float, noise: float) -> float:
     return 10.0 * math.log10(signal / noise)
 
 
-def _plan(float_model: Any, qdq_model: Any) -> tuple[list[tuple[str, str, str, int]], dict[str, tuple[str, int | None]], dict[str, str]]:
-    """(tensor, node, op, index) to compare, their QDQ counterparts, and the skipped tensors with reasons."""
+def _plan(
+    float_model: Any, qdq_model: Any, sizes: dict[str, int] | None = None
+) -> tuple[list[tuple[str, str, str, int]], dict[str, tuple[str, int | None]], dict[str, str]]:
+    """(tensor, node, op, index) to compare, their QDQ counterparts, and the skipped tensors with reasons; ``sizes``
+    (when given) receives the float tensors' known element counts."""
     g = float_model.graph
     const = _constant_tensors(g)
-    types = _float_types(float_model)
+    types, counts = _tensor_info(float_model)
+    if sizes is not None:
+        sizes.update(counts)
     inputs = [i.name for i in g.input if i.name not in {t.name for t in g.initializer}]
     order: list[tuple[str, str, str, int]] = [(name, "(graph input)", "Input", -1) for name in inputs]
     skipped: dict[str, str] = {}
@@ -290,7 +324,7 @@ def _plan(float_model: Any, qdq_model: Any) -> tuple[list[tuple[str, str, str, i
 
 
 def layer_noise(
-    float_onnx: str | Path, qdq_onnx: str | Path, inputs: np.ndarray, *, chunk: int = _CHUNK
+    float_onnx: str | Path, qdq_onnx: str | Path, inputs: np.ndarray, *, chunk: int = _CHUNK, chunk_bytes: int = _CHUNK_BYTES
 ) -> list[Row]:
     """Per-tensor SQNR between a float ONNX model and its QDQ-quantized version, worst first.
 
@@ -299,16 +333,19 @@ def layer_noise(
         qdq_onnx: Its QDQ model (``compiled/model.qdq.onnx`` or the optimize stage's ``quantized.onnx``).
         inputs: ``[n, ...]``: n inputs for the model's single input (``[n,1,1,W]`` for hefsweep's models); each
             row runs as a batch of one.
-        chunk: Tensors exposed per session (memory bound of one run).
+        chunk: Tensors exposed per session at most.
+        chunk_bytes: Bytes of float tensors exposed per session at most (from the inferred shapes; the memory
+            bound of one run). Neither bound changes a number: each tensor's sums run over the same inputs in
+            the same order, in whichever session computes it.
 
     Returns:
         One :class:`Row` per activation tensor of the float model that has a counterpart in the QDQ model.
     """
-    return _measure(float_onnx, qdq_onnx, inputs, chunk)[0]
+    return _measure(float_onnx, qdq_onnx, inputs, chunk, chunk_bytes)[0]
 
 
 def _measure(
-    float_onnx: str | Path, qdq_onnx: str | Path, inputs: np.ndarray, chunk: int = _CHUNK
+    float_onnx: str | Path, qdq_onnx: str | Path, inputs: np.ndarray, chunk: int = _CHUNK, chunk_bytes: int = _CHUNK_BYTES
 ) -> tuple[list[Row], dict[str, str]]:
     import onnx
 
@@ -317,33 +354,24 @@ def _measure(
         raise ValueError(f"inputs of shape {inputs.shape}; expected [n, ...] with n >= 1")
     fm = onnx.load(str(float_onnx))
     qm = onnx.load(str(qdq_onnx))
-    plan, mapped, skipped = _plan(fm, qm)
+    counts: dict[str, int] = {}
+    plan, mapped, skipped = _plan(fm, qm, counts)
     graph_inputs = {t for t, _, op, _ in plan if op == "Input"}
     if len(graph_inputs) != 1:
         raise ValueError(f"{float_onnx}: {len(graph_inputs)} graph inputs; expected exactly one")
     in_name = next(iter(graph_inputs))
     signal: dict[str, float] = {}
     noise: dict[str, float] = {}
-    for start in range(0, len(plan), max(chunk, 1)):
-        part = plan[start : start + max(chunk, 1)]
+    sizes = [4 * counts[t] if t in counts else None for t, *_ in plan]  # float32 bytes of one run's tensor
+    for start, end in _chunks(sizes, chunk, chunk_bytes):
+        part = plan[start:end]
         f_names = [t for t, *_ in part if t != in_name]
         q_names = [mapped[t][0] for t, *_ in part]
         fs = _session(_with_outputs(fm, f_names))
         qs = _session(_with_outputs(qm, q_names))
-        q_in = qs.get_inputs()[0].name
         for i in range(len(inputs)):
-            x = inputs[i : i + 1]
-            f_out = dict(zip(f_names, fs.run(f_names, {in_name: x}), strict=True)) if f_names else {}
-            f_out[in_name] = x
-            q_out = qs.run(q_names, {q_in: x})
-            for (t, *_), q in zip(part, q_out, strict=True):
-                ref = np.asarray(f_out[t], dtype=np.float64)
-                q = np.asarray(q, dtype=np.float64)
-                if ref.shape != q.shape:
-                    skipped[t] = f"shape {list(q.shape)} in the QDQ model vs {list(ref.shape)} in the float model"
-                    continue
-                signal[t] = signal.get(t, 0.0) + float(np.sum(ref * ref))
-                noise[t] = noise.get(t, 0.0) + float(np.sum((ref - q) ** 2))
+            _accumulate(fs, qs, part, f_names, q_names, in_name, inputs[i : i + 1], (signal, noise, skipped))
+        del fs, qs  # this chunk's sessions go before the next chunk's are made
     rows = [
         Row(t, node, op, _sqnr(signal[t], noise[t]), mapped[t][1], idx)
         for t, node, op, idx in plan
@@ -351,6 +379,32 @@ def _measure(
     ]
     rows.sort(key=lambda r: (r.sqnr_db, r.index))
     return rows, skipped
+
+
+def _accumulate(
+    fs: Any,
+    qs: Any,
+    part: Sequence[tuple[str, str, str, int]],
+    f_names: list[str],
+    q_names: list[str],
+    in_name: str,
+    x: np.ndarray,
+    sums: tuple[dict[str, float], dict[str, float], dict[str, str]],
+) -> None:
+    """One input through one chunk's float and QDQ sessions, added to (signal, noise, skipped); the outputs are
+    freed on return, before the next input runs."""
+    signal, noise, skipped = sums
+    f_out = dict(zip(f_names, fs.run(f_names, {in_name: x}), strict=True)) if f_names else {}
+    f_out[in_name] = x
+    q_out = qs.run(q_names, {qs.get_inputs()[0].name: x})
+    for (t, *_), q in zip(part, q_out, strict=True):
+        ref = np.asarray(f_out[t], dtype=np.float64)
+        q = np.asarray(q, dtype=np.float64)
+        if ref.shape != q.shape:
+            skipped[t] = f"shape {list(q.shape)} in the QDQ model vs {list(ref.shape)} in the float model"
+            continue
+        signal[t] = signal.get(t, 0.0) + float(np.sum(ref * ref))
+        noise[t] = noise.get(t, 0.0) + float(np.sum((ref - q) ** 2))
 
 
 def noise_report(float_onnx: str | Path, qdq_onnx: str | Path, inputs: np.ndarray) -> NoiseReport:

@@ -80,6 +80,53 @@ class _Feeds:
         self._it = None
 
 
+#: quantize_static's extra options that it passes on to the calibrator, under the calibrator's names
+#: (``onnxruntime/quantization/quantize.py``, ``calib_extra_options_keys``).
+_CALIB_OPTIONS = (
+    ("CalibTensorRangeSymmetric", "symmetric"),
+    ("CalibMovingAverage", "moving_average"),
+    ("CalibMovingAverageConstant", "averaging_constant"),
+    ("CalibMaxIntermediateOutputs", "max_intermediate_outputs"),
+    ("CalibPercentile", "percentile"),
+)
+
+
+def _calibrate(model_path: Path, reader: Any, method: Any, extra: dict[str, Any], cache: Path, workdir: Path) -> None:
+    """The calibration ``quantize_static`` runs itself, written as its calibration cache (``cache``).
+
+    The same calibrator on the same model and clips, with the same arguments (the op types ``quantize_static``
+    quantizes by default, its ``Calib*`` extra options), so the ranges are the same; only the calibrator's session
+    differs: ONNX Runtime's default execution order on the augmented model (a ReduceMin/ReduceMax pair on every
+    activation) runs the reductions last and keeps every activation alive through the whole run (paper-size
+    Conv-TasNet at W=16000: 1.6 GB per run, and as much again for the second run's memory pattern), where the
+    priority-based order reduces each activation right after it is produced (0.2 GB). The execution order
+    changes which buffers hold the tensors, not a kernel or a value (``tests/unit/backends/test_ort_memory.py``).
+    """
+    import onnxruntime as ort
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    augmented = workdir / "augmented.onnx"
+    calibrator = create_calibrator(
+        Path(model_path),
+        list(set(QLinearOpsRegistry) | set(QDQRegistry)),
+        augmented_model_path=str(augmented),
+        calibrate_method=method,
+        extra_options={key: extra[name] for name, key in _CALIB_OPTIONS if name in extra},
+    )
+    try:
+        calibrator.infer_session = None  # the default-order session create_calibrator made (never run)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # as CalibraterBase's session
+        opts.execution_order = ort.ExecutionOrder.PRIORITY_BASED
+        calibrator.infer_session = ort.InferenceSession(str(augmented), opts, providers=calibrator.execution_providers)
+        calibrator.collect_data(reader)
+        save_tensors_data(calibrator.compute_data(), cache)
+    finally:
+        calibrator.infer_session = None
+        augmented.unlink(missing_ok=True)
+
+
 def _reader(input_name: str, data: np.ndarray) -> Any:
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -195,6 +242,8 @@ class OrtBackend:
         try:
             if settings.method == "entropy" and not cache.exists():
                 self._entropy_ranges(link, translated.input_name, calibration, cache, workdir)
+            elif not cache.exists():  # quantize_static's own calibration, in a session of bounded memory
+                _calibrate(link, _reader(translated.input_name, calibration), method, extra, cache, workdir)
             quantize_static(
                 str(link),
                 str(out),
