@@ -14,7 +14,8 @@ Steps (onnx-ir graph rewrites; each is exact, and the fidelity gate proves the r
    Flatten become a Reshape to the lifted shape; lower-rank operands of broadcasting ops gain the axis too. An op
    that cannot be lifted (MatMul over time, Shape of a dynamic tensor, ...) is a one-line error naming the node.
    Transpose pairs around elementwise ops with constants (asteroid's norm gains applied channels-last) are dropped,
-   the constants transposed instead.
+   the constants transposed instead; asteroid's head, which decodes the sources as a batch through a 5-D mask
+   tensor, becomes the real export's 4-D form (:func:`fold_source_batch`).
 3. **Output**: ``[1, S, W]`` (the real export squeezes the height) or ``[1, W]`` is reshaped to ``[1, S, 1, W]``.
 """
 
@@ -27,7 +28,7 @@ import onnx_ir as ir
 
 from harness.onnx_model._graph import attr_ints, const, const_array, fold, infer_shapes, opset, static_shape
 
-__all__ = ["ConversionError", "at_width", "describe_input", "drop_transpose_pairs", "free_width", "to_4d"]
+__all__ = ["ConversionError", "at_width", "describe_input", "drop_transpose_pairs", "fold_source_batch", "free_width", "to_4d"]
 
 _UNARY = {
     "Relu", "Sigmoid", "Tanh", "Sqrt", "Exp", "Log", "Abs", "Neg", "Reciprocal", "Cast", "Identity", "Clip", "Erf",
@@ -274,6 +275,86 @@ def drop_transpose_pairs(model: ir.Model) -> int:
     return count
 
 
+def _single_user(value: ir.Value) -> ir.Node | None:
+    uses = value.uses()
+    return uses[0][0] if len(uses) == 1 and not value.is_graph_output() else None
+
+
+def _reshape_to(node: ir.Node | None, op: str = "Reshape") -> list[int] | None:
+    """The static output shape of a Reshape node (None for another node)."""
+    return static_shape(node.outputs[0]) if node is not None and node.op_type == op else None
+
+
+def _bypass(old: ir.Value, new: ir.Value) -> None:
+    """Every use of ``old`` reads ``new``; a graph output keeps its name."""
+    name = old.name if old.is_graph_output() else None
+    old.replace_all_uses_with(new, replace_graph_outputs=True)
+    if name is not None:
+        old.name = f"{name}_bypassed"
+        new.name = name
+
+
+def fold_source_batch(model: ir.Model) -> int:
+    """Asteroid's head decodes the sources as a batch through a 5-D tensor (after the lift)::
+
+        Reshape(m [1, S*C, 1, F] -> [1, S, C, 1, F]) -> act -> Mul(., Reshape(e -> [1, 1, C, 1, F]))
+          -> Reshape([S, C, 1, F]) -> ConvTranspose(W [C, O, 1, L]) -> Reshape([1, S*O, 1, T])
+
+    -> the 4-D form of the real export: ``act(m) * Concat([e] * S)`` into one ConvTranspose with ``group = S``
+    and ``W`` tiled S times (exact: group s reads channels s*C.. of the masked encoding, as batch s did).
+    Returns how many heads were rewritten."""
+    graph, count = model.graph, 0
+    for first in list(graph):
+        shape5 = _reshape_to(first)
+        if shape5 is None or len(shape5) != 5 or shape5[0] != 1 or shape5[3] != 1:
+            continue
+        _, n_src, c, _, frames = shape5
+        act = _single_user(first.outputs[0])
+        mul = _single_user(act.outputs[0]) if act is not None and act.op_type in _UNARY else None
+        if mul is None or mul.op_type != "Mul":
+            continue
+        other = next((v for v in mul.inputs if v is not act.outputs[0]), None)
+        unsq = other.producer() if other is not None else None
+        if _reshape_to(unsq) != [1, 1, c, 1, frames] or static_shape(unsq.inputs[0]) != [1, c, 1, frames]:
+            continue
+        batch = _single_user(mul.outputs[0])
+        if _reshape_to(batch) != [n_src, c, 1, frames]:
+            continue
+        dec = _single_user(batch.outputs[0])
+        weight = const_array(dec.inputs[1]) if dec is not None and dec.op_type == "ConvTranspose" else None
+        group = dec.attributes.get("group") if dec is not None else None
+        if weight is None or weight.shape[0] != c or (group is not None and int(group.value) != 1):
+            continue
+        bias = const_array(dec.inputs[2]) if len(dec.inputs) > 2 and dec.inputs[2] is not None else None
+        out = _single_user(dec.outputs[0])
+        dec_shape = static_shape(dec.outputs[0])
+        if dec_shape is None or _reshape_to(out) != [1, n_src * weight.shape[1], 1, dec_shape[-1]]:
+            continue
+        act.replace_input_with(0, first.inputs[0])
+        cat = ir.Node("", "Concat", [unsq.inputs[0]] * n_src, {"axis": ir.AttrInt64("axis", 1)}, name=f"{mul.name}_repeat")
+        graph.insert_before(mul, cat)
+        mul.replace_input_with(list(mul.inputs).index(other), cat.outputs[0])
+        dec.replace_input_with(0, mul.outputs[0])
+        dec.replace_input_with(1, const(graph, np.concatenate([weight] * n_src), "decoder"))
+        if bias is not None:
+            dec.replace_input_with(2, const(graph, np.concatenate([bias] * n_src), "decoder_bias"))
+        dec.attributes["group"] = ir.AttrInt64("group", n_src)
+        _bypass(out.outputs[0], dec.outputs[0])
+        for value in (act.outputs[0], mul.outputs[0], dec.outputs[0]):
+            value.shape = None  # 4-D again: inferred anew
+        for node in (out, batch, first):
+            graph.remove(node, safe=True)
+        if not unsq.outputs[0].uses():
+            graph.remove(unsq, safe=True)
+        count += 1
+    for pad in list(graph):  # a Pad by zeros (asteroid pads the output to the input's length) is no op
+        pads = const_array(pad.inputs[1]) if pad.op_type == "Pad" and len(pad.inputs) > 1 else None
+        if pads is not None and not np.any(pads) and len(pad.inputs) < 4:
+            _bypass(pad.outputs[0], pad.inputs[0])
+            graph.remove(pad, safe=True)
+    return count
+
+
 def to_4d(model: ir.Model, width: int) -> tuple[ir.Model, list[str]]:
     """The model at ``width`` in the 4-D horizontal form; returns it and notes on what was done.
 
@@ -296,7 +377,9 @@ def to_4d(model: ir.Model, width: int) -> tuple[ir.Model, list[str]]:
         dropped = drop_transpose_pairs(model)
         if dropped:
             notes.append(f"{dropped} transpose pairs around constant elementwise ops dropped")
-            model = infer_shapes(model)
+        if fold_source_batch(model):
+            notes.append("the sources-as-batch head (5-D mask) written as one grouped ConvTranspose (4-D)")
+        model = infer_shapes(model)
     out = model.graph.outputs[0]
     shape = static_shape(out)
     if shape is None or shape[-1] != width or int(np.prod(shape)) % width:

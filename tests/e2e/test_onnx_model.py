@@ -50,8 +50,10 @@ def _export_meta(client, run) -> dict:
 
 def test_sweep_from_asteroid_3d_onnx(demo_data: Path, tmp_path: Path) -> None:
     onnx_path = asteroid_onnx(tmp_path / "asteroid.onnx", width=4000, dynamic=True)
-    dims = "  prelu: [keep, maxmin]\n  gln_stats: [joint, split]\n  width: 4000\n  calib_size: 4\n  calib_clip_length: 4000"
-    enqueue = "  - {prelu: keep, gln_stats: joint}\n  - {prelu: maxmin, gln_stats: split}"
+    dims = ("  prelu: [keep, maxmin]\n  gln_stats: [joint, split]\n  decoder: [grouped, per_source]\n"
+            "  mask_mul: [repeat, per_source]\n  width: 4000\n  calib_size: 4\n  calib_clip_length: 4000")  # fmt: skip
+    enqueue = ("  - {prelu: keep, gln_stats: joint, decoder: grouped, mask_mul: repeat}\n"
+               "  - {prelu: maxmin, gln_stats: split, decoder: per_source, mask_mul: per_source}")  # fmt: skip
     space = load_space(_space(tmp_path, onnx_path, demo_data, dims, enqueue))
     out = io.StringIO()
     summary = run_sweep(space, trials=2, root=tmp_path / "mlruns", stream=out)
@@ -66,7 +68,7 @@ def test_sweep_from_asteroid_3d_onnx(demo_data: Path, tmp_path: Path) -> None:
         assert 10.0 < m["si_snr_db"] < 60.0
         assert m["orig_float_si_snri_db"] > 5.0  # the original (the user's ONNX) separates the demo mixtures
     fired = [_export_meta(client, r)["fired"] for r in runs]
-    assert fired == [[], ["onnx:prelu=maxmin", "onnx:gln_stats=split"]]
+    assert fired == [[], ["onnx:prelu=maxmin", "onnx:gln_stats=split", "onnx:mask_mul=per_source", "onnx:decoder=per_source"]]
 
 
 @pytest.mark.skipif(not REAL_ONNX.is_file(), reason="../shared/real_dfc/convtas_hailo_ready.onnx not present")

@@ -50,7 +50,10 @@ def test_asteroid_fixed_export_becomes_4d_and_matches(exports: dict[str, Path]) 
     convs = [n for n in model.graph if n.op_type in ("Conv", "ConvTranspose")]
     assert len(convs) == 51 and all(n.inputs[1].const_value.numpy().ndim == 4 for n in convs)
     assert all(list(n.attributes["kernel_shape"].value)[0] == 1 for n in convs)
-    assert "Transpose" not in {n.op_type for n in model.graph}  # asteroid's channels-last norm gains: pairs dropped
+    ops = [n.op_type for n in model.graph]
+    assert not {"Transpose", "Reshape", "Pad"} & set(ops)  # norm gains channels-last, the 5-D head, the output pad
+    decoder = [n for n in model.graph if n.op_type == "ConvTranspose"]
+    assert len(decoder) == 1 and decoder[0].attributes["group"].value == 2  # the real export's grouped decoder
     assert err < 1e-4 and snr > 70.0  # float32 rounding only (measured: 6e-6, ~80 dB)
 
 

@@ -60,10 +60,15 @@ def test_gln_split_on_asteroid(asteroid: Path) -> None:
     assert err < 1e-4  # the same mean, another summation order
 
 
-def test_topology_rewrites_do_not_match_asteroid(asteroid: Path) -> None:
-    # asteroid reshapes the mask to [1, S, N, 1, F] and decodes the sources as a batch: neither pattern is there
-    _, fired, err = _rewritten(asteroid, 4000, {"mask_mul": "per_source", "decoder": "per_source"})
-    assert fired == {"mask_mul=per_source": 0, "decoder=per_source": 0} and err == 0.0
+def test_all_rewrites_fire_on_asteroid(asteroid: Path) -> None:
+    # the conversion wrote asteroid's sources-as-batch head as the real export's grouped decoder: the topology
+    # rewrites find the same pattern there
+    model, fired, err = _rewritten(asteroid, 4000, _ALL)
+    assert fired == {"prelu=maxmin": 25, "gln_stats=split": 50, "mask_mul=per_source": 1, "decoder=per_source": 1}
+    ops = [n.op_type for n in model.graph]
+    assert ops.count("ConvTranspose") == 2 and ops.count("Sigmoid") == 2 and ops.count("Concat") == 1
+    assert not {"Reshape", "Split", "PRelu", "Transpose"} & set(ops)
+    assert err < 1e-4
 
 
 def test_real_structure_fires_the_topology_rewrites_only(real: Path) -> None:
