@@ -111,10 +111,12 @@ def _optimize_segment(
     return dataclasses.replace(result, ignored=result.ignored + ignored, info={**result.info, "absent_overrides": absent})
 
 
-def compile_(backend: BackendSpec, optimized: Optimized, workdir: Path) -> Compiled:
-    """``Backend.compile`` in a child."""
+def compile_(backend: BackendSpec, optimized: Optimized, workdir: Path, levers: OverrideSet | None = None) -> Compiled:
+    """``Backend.compile`` in a child (with the trial's compiler levers, when it has any)."""
     _inject("compile")
-    return backend.create().compile(optimized, workdir)
+    if levers is None or not levers.overrides:
+        return backend.create().compile(optimized, workdir)
+    return backend.create().compile(optimized, workdir, levers=levers)
 
 
 def emulate(

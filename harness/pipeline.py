@@ -37,7 +37,7 @@ _CLIPS_PER_CALL = 2  # emulation granularity when a pruner watches per-clip SI-S
 STAGES = (
     "recover", "export", "calibrate", "original", "reference", "translate", "optimize", "compile", "emulate", "noise"
 )
-_VERSIONS = {"export": 1, "calibrate": 1, "original": 1, "reference": 1, "translate": 2, "optimize": 1, "compile": 1, "emulate": 4}
+_VERSIONS = {"export": 1, "calibrate": 1, "original": 1, "reference": 1, "translate": 2, "optimize": 2, "compile": 1, "emulate": 4}
 
 
 @dataclass(frozen=True)
@@ -581,35 +581,39 @@ class Pipeline:
         settings = QuantSettings(method=cfg.calib_method)  # type: ignore[arg-type]
         reuse = self.cache.root / "reuse" / stage_key("ranges", 1, {"method": settings.method}, (tr.key, calib.key))
 
+        from harness.backends._overrides import split_levers
+
         def optimize_only(ovs: OverrideSet) -> tuple[StageEntry, Optimized, Compiled | None]:
+            quant = split_levers(ovs)[0]  # the compiler levers act at compile: optimize neither sees nor keys them
             opt = self._stage(
                 "optimize",
                 stage_key(
                     "optimize",
                     _VERSIONS["optimize"],
-                    {"overrides": ovs.to_dict(), "settings": settings.to_dict()},
+                    optimize_params(quant, settings),
                     (tr.key, calib.key),
                 ),
                 lambda d: _to_meta(
-                    self._isolated("optimize", "optimize", d, translated, calib.path / "calibration.npy", ovs, settings, d, reuse),
+                    self._isolated("optimize", "optimize", d, translated, calib.path / "calibration.npy", quant, settings, d, reuse),
                     d,
                 ),
                 stages,
             )
             return opt, _from_meta(Optimized, opt.meta, opt.path), None
 
-        def compile_(opt: StageEntry, optimized: Optimized) -> Compiled:
+        def compile_(opt: StageEntry, optimized: Optimized, ovs: OverrideSet) -> Compiled:
+            levers = split_levers(ovs)[1]
             comp = self._stage(
                 "compile",
-                stage_key("compile", _VERSIONS["compile"], {}, (opt.key,)),
-                lambda d: _to_meta(self._isolated("compile", "compile_", d, optimized, d), d),
+                stage_key("compile", _VERSIONS["compile"], compile_params(levers), (opt.key,)),
+                lambda d: _to_meta(self._isolated("compile", "compile_", d, optimized, d, levers), d),
                 stages,
             )
             return _from_meta(Compiled, comp.meta, comp.path)
 
         def optimize_compile(ovs: OverrideSet) -> tuple[StageEntry, Optimized, Compiled | None]:
             opt, optimized, _ = optimize_only(ovs)
-            return opt, optimized, compile_(opt, optimized)
+            return opt, optimized, compile_(opt, optimized, ovs)
 
         # "Optimize many, compile few": with a compile gate, compile runs after emulation and only when the gate
         # admits the trial's SI-SNR (the repair loop then covers optimize failures only).
@@ -662,7 +666,7 @@ class Pipeline:
         if compile_gate is not None:
             info["compiled"] = bool(compile_gate(info["metrics"]["si_snr_db"]))
             if info["compiled"]:
-                record(compile_(opt, optimized))
+                record(compile_(opt, optimized, overrides))
         else:
             info["compiled"] = True
         artifacts.append((emu.path / "per_clip.json", "metrics"))
@@ -1045,6 +1049,18 @@ def apply_alignment(quant: np.ndarray, alignment: dict[str, Any], width: int) ->
     k = alignment["offset"]
     out[..., k : k + quant.shape[-1]] = quant
     return out
+
+
+def optimize_params(quant: OverrideSet, settings: QuantSettings) -> dict[str, Any]:
+    """The optimize stage's key parameters: the overrides' content, not the set's name -- "none" and a repair's
+    "none+r1" that only added a compiler lever (kept out of optimize) quantize the same model (version 2; version 1
+    keyed the name too)."""
+    return {"overrides": [o.to_dict() for o in quant.overrides], "settings": settings.to_dict()}
+
+
+def compile_params(levers: OverrideSet) -> dict[str, Any]:
+    """The compile stage's key parameters: the compiler levers when there are any (none: the key of before levers)."""
+    return {"levers": levers.to_dict()} if levers.overrides else {}
 
 
 def _spec(cfg: TrialConfig) -> Any:

@@ -345,14 +345,17 @@ def run_split(
     settings = QuantSettings(method=cfg.calib_method)  # type: ignore[arg-type]
 
     def optimize_compile(ovs: Any) -> list[tuple[Any, Optimized, Any]]:
+        from harness.backends._overrides import split_levers
+        from harness.pipeline import compile_params, optimize_params
+
+        ovs, levers = split_levers(ovs)  # the compiler levers act at compile only (as in the monolithic pipeline)
         out = []
         for seg, (tr, tr_obj) in zip(plan.segments, translated, strict=True):
             calib_file = bnd.path / f"seg{seg.index + 1}.npz"
             reuse = pipe.cache.root / "reuse" / stage_key("ranges", 1, {"method": settings.method}, (tr.key, bnd.key))
             opt = _segment_stage(
                 pipe, "optimize", seg,
-                stage_key("optimize", _VERSIONS["optimize"], {"overrides": ovs.to_dict(), "settings": settings.to_dict()},
-                          (tr.key, bnd.key)),
+                stage_key("optimize", _VERSIONS["optimize"], optimize_params(ovs, settings), (tr.key, bnd.key)),
                 lambda d, t=tr_obj, c=calib_file, r=reuse: _to_meta(
                     pipe._isolated("optimize", "optimize", d, t, c, ovs, settings, d, r), d
                 ),
@@ -363,8 +366,8 @@ def run_split(
         done = []
         for seg, (opt, optimized) in zip(plan.segments, out, strict=True):
             comp = _segment_stage(
-                pipe, "compile", seg, stage_key("compile", _VERSIONS["compile"], {}, (opt.key,)),
-                lambda d, o=optimized: _to_meta(pipe._isolated("compile", "compile_", d, o, d), d),
+                pipe, "compile", seg, stage_key("compile", _VERSIONS["compile"], compile_params(levers), (opt.key,)),
+                lambda d, o=optimized: _to_meta(pipe._isolated("compile", "compile_", d, o, d, levers), d),
                 stages,
             )  # fmt: skip
             done.append((opt, optimized, comp))

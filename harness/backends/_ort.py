@@ -333,7 +333,7 @@ class OrtBackend:
         (workdir / "augmented.onnx").unlink(missing_ok=True)
 
     # -- compile -----------------------------------------------------------------------------------------
-    def compile(self, optimized: Optimized, workdir: Path) -> Compiled:
+    def compile(self, optimized: Optimized, workdir: Path, levers: OverrideSet | None = None) -> Compiled:
         import onnx
         import onnxruntime as ort
 
@@ -352,6 +352,9 @@ class OrtBackend:
             "n_qlinear_ops": sum(v for k, v in ops.items() if k.startswith("QLinear")),
             "size_bytes": out.stat().st_size,
         }
+        if levers is not None and levers.overrides:
+            info["ignored"] = [f"{o.kind}: a compiler (allocator) lever; ONNX Runtime has no allocator (Hailo only)"
+                               for o in levers.overrides]  # fmt: skip
         return Compiled(path=out, info=info)
 
     # -- emulate -----------------------------------------------------------------------------------------

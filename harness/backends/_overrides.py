@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["LEVER_KINDS", "LeverValueError", "OverrideTargetNotFound", "lever_args", "resolve_targets"]
+__all__ = ["LEVER_KINDS", "LeverValueError", "OverrideTargetNotFound", "lever_args", "resolve_targets", "split_levers"]
 
 #: Compiler levers: override kind -> (model-script command, what its value must be).
 LEVER_KINDS: dict[str, tuple[str, str]] = {
@@ -31,6 +31,17 @@ LEVER_KINDS: dict[str, tuple[str, str]] = {
 _CAPS = ("compute", "control", "memory")
 _TIMEOUT = re.compile(r"([1-9]\d{0,5})([mh])")
 _MAX_TIMEOUT_S = 7 * 24 * 3600
+
+
+def split_levers(overrides: Any) -> tuple[Any, Any]:
+    """``(quantization part, compiler levers)`` of an override set, both named like it: the levers act at compile
+    only, so the pipeline keys and runs optimize without them and hands them to compile -- a lever repair step then
+    reuses the quantized model instead of re-running optimize (a real DFC optimize takes 30+ minutes)."""
+    from harness.backends._protocol import OverrideSet
+
+    quant = tuple(o for o in overrides.overrides if o.kind not in LEVER_KINDS)
+    levers = tuple(o for o in overrides.overrides if o.kind in LEVER_KINDS)
+    return OverrideSet(overrides.name, quant), OverrideSet(overrides.name, levers)
 
 
 class LeverValueError(ValueError):

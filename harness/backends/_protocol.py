@@ -277,8 +277,10 @@ class Backend(Protocol):
         """
         ...
 
-    def compile(self, optimized: Optimized, workdir: Path) -> Compiled:
-        """Produce the deployable artifact."""
+    def compile(self, optimized: Optimized, workdir: Path, levers: OverrideSet | None = None) -> Compiled:
+        """Produce the deployable artifact. ``levers``: the trial's compile-side overrides (the compiler levers,
+        ``harness.backends._overrides.LEVER_KINDS``), kept out of optimize by the pipeline; a backend without a
+        compiler lists them as ignored in ``Compiled.info``."""
         ...
 
     def emulate(

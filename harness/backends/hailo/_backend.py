@@ -55,7 +55,7 @@ import numpy as np
 
 from harness.backends._protocol import Compiled, Optimized, OverrideSet, QuantSettings, Segment, Translated
 from harness.backends.hailo._layers import LayerTable, layer_map
-from harness.backends.hailo._script import build_script
+from harness.backends.hailo._script import build_script, lever_lines
 from harness.errors import BackendUnavailable, ConfigError
 
 __all__ = ["DFC_NOISE_FILE", "INSTALL_HINT", "KNOWN_HW_ARCHS", "HailoBackend", "dfc_layer_noise", "layer_table"]
@@ -366,12 +366,13 @@ class HailoBackend:
         return Optimized(path=out, script=alls, applied=script.applied, ignored=script.ignored, info=info)
 
     # -- compile -----------------------------------------------------------------------------------------
-    def compile(self, optimized: Optimized, workdir: Path) -> Compiled:
-        """Compile the quantized HAR to ``model.hef``."""
+    def compile(self, optimized: Optimized, workdir: Path, levers: OverrideSet | None = None) -> Compiled:
+        """Compile the quantized HAR to ``model.hef``, with the compiler levers of ``levers`` (else those the
+        optimize script carried) appended to the runner's script first."""
         runner = self._runner(optimized.path)
-        levers = list(optimized.info.get("compiler_levers") or [])
-        if levers:  # §2.1 [C]: compiler-side lines are appended before compile() (MZ compile_model)
-            runner.load_model_script("\n".join(levers) + "\n", append=True)
+        lines = list(lever_lines(levers) if levers is not None else optimized.info.get("compiler_levers") or [])
+        if lines:  # §2.1 [C]: compiler-side lines are appended before compile() (MZ compile_model)
+            runner.load_model_script("\n".join(lines) + "\n", append=True)
         hef = runner.compile()  # §4.1 [C]: returns the HEF as bytes
         workdir.mkdir(parents=True, exist_ok=True)
         out = workdir / "model.hef"
@@ -384,6 +385,8 @@ class HailoBackend:
             "sha256": hashlib.sha256(hef).hexdigest(),
             "worker": worker_facts(),
         }
+        if lines:
+            info["compiler_levers"] = lines
         return Compiled(path=out, info=info)
 
     # -- emulate -----------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ from harness.backends._protocol import Override, OverrideSet, QuantSettings
 from harness.backends.hailo._layers import LayerTable, bare_name, match_patterns
 from harness.errors import ConfigError
 
-__all__ = ["DEFAULT_BATCH_SIZE", "GLOB_SET_MIN", "ModelScript", "build_script", "safe_layer_name"]
+__all__ = ["DEFAULT_BATCH_SIZE", "GLOB_SET_MIN", "ModelScript", "build_script", "lever_lines", "safe_layer_name"]
 
 #: The DFC's default calibration batch size (dfc_api.md §2.8: ``DEFAULT_BATCH_SIZE`` is 8) [T].
 DEFAULT_BATCH_SIZE = 8
@@ -319,15 +319,9 @@ def build_script(
             factors.append((a, b))
             applied.append(f"global_avgpool_reduction by [{a}, {b}] on {where(ov, names, text)}")
         elif ov.kind in LEVER_KINDS:
-            if ov.layers:
-                raise ConfigError(f"override {ov.kind}", f"layers {list(ov.layers)}", "none (a global compiler lever)")
-            try:
-                text = lever_args(ov.kind, ov.value)
-            except LeverValueError:
-                raise ConfigError(f"override {ov.kind}", repr(ov.value), LEVER_KINDS[ov.kind][1]) from None
-            command = LEVER_KINDS[ov.kind][0]
+            command, line = _lever_line(ov)
             levers.pop(command, None)
-            levers[command] = f"{command}({text})"
+            levers[command] = line
         else:  # pragma: no cover - OverrideKind is a closed Literal
             raise ConfigError(f"override kind {ov.kind!r}", "unknown", "a kind from harness.backends.Override")
 
@@ -352,3 +346,27 @@ def build_script(
         division_factors=tuple(factors),
         compiler_lines=tuple(levers.values()),
     )
+
+
+def _lever_line(ov: Override) -> tuple[str, str]:
+    """(command, model-script line) of one compiler lever override."""
+    if ov.layers:
+        raise ConfigError(f"override {ov.kind}", f"layers {list(ov.layers)}", "none (a global compiler lever)")
+    try:
+        text = lever_args(ov.kind, ov.value)
+    except LeverValueError:
+        raise ConfigError(f"override {ov.kind}", repr(ov.value), LEVER_KINDS[ov.kind][1]) from None
+    command = LEVER_KINDS[ov.kind][0]
+    return command, f"{command}({text})"
+
+
+def lever_lines(overrides: OverrideSet) -> tuple[str, ...]:
+    """The compiler lever lines of an override set, one per command (a later override of a kind replaces an earlier
+    one), in the order written by :func:`build_script`; its other kinds are not compile-side and are skipped."""
+    levers: dict[str, str] = {}
+    for ov in overrides.overrides:
+        if ov.kind in LEVER_KINDS:
+            command, line = _lever_line(ov)
+            levers.pop(command, None)
+            levers[command] = line
+    return tuple(levers.values())
