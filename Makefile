@@ -75,8 +75,15 @@ test-browser: $(BROWSER_STAMP)
 test-fast: $(STAMP) $(DFC_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" --ignore=tests/reliability --ignore=tests/browser
 
+## Every benchmark; each prints its figure last, as one line `name: value (aim ...)`. bench/scaling.py says so and
+## skips where no PostgreSQL server answers at 127.0.0.1:5432. Figures taken on a busy machine are noise.
 bench: $(STAMP) $(DEMO)
 	$(BIN)/python bench/trial_cost.py
+	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/cache.py
+	$(BIN)/python bench/scaling.py
+	$(BIN)/python bench/reliability.py
+	$(BIN)/python bench/search_efficiency.py
 
 ## Re-train the shipped demo checkpoint (about 10 minutes on 2 cores).
 train-demo: $(STAMP)

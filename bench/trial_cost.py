@@ -4,12 +4,16 @@ For the demo model (assets/demo_convtasnet.pt) and a paper-size Conv-TasNet (N=5
 X=8, R=3; random weights -- the cost does not depend on them) at W=16000 with 32 calibration clips and
 16 evaluation clips, it runs:
 
-1. one hefsweep trial on a cold stage cache, after a warm-up trial of another configuration (export, calibrate, reference, translate, optimize, compile,
-   emulate; isolated child processes, MLflow-free -- the pipeline alone);
+1. one hefsweep trial on a cold stage cache (export, calibrate, reference, translate, optimize, compile, emulate;
+   isolated child processes, MLflow-free -- the pipeline alone), after a warm-up trial of the same configuration
+   in a stage cache of its own: the process has paid its imports and first-use costs, and no stage of the
+   measured trial is a cache hit (checked: the benchmark stops if one is);
 2. the same work as a bare script: quantize_static (calibration pass + quantization) + float and quantized
    inference in ONNX Runtime, in-process;
 
 and prints seconds per stage, the ratio trial wall / bare compute, and peak RSS (parent and children).
+
+The last line is the worst ratio over the models run.
 
 Usage: python bench/trial_cost.py [--models demo,paper] [--method minmax]
 """
@@ -61,7 +65,7 @@ def bare(onnx_path: Path, calib: np.ndarray, evals: np.ndarray, method: str, tmp
     return {"calibrate+quantize": t1 - t0, "float inference": t2 - t1, "quantized inference": t3 - t2}
 
 
-def bench(name: str, ckpt: Path, data: Path, method: str, tmp: Path) -> None:
+def bench(name: str, ckpt: Path, data: Path, method: str, tmp: Path) -> float:
     space_file = tmp / f"{name}.yaml"
     space_file.write_text(
         f"study: bench-{name}\ncheckpoint: {ckpt}\n"
@@ -69,17 +73,22 @@ def bench(name: str, ckpt: Path, data: Path, method: str, tmp: Path) -> None:
         f"stage_timeout: 1800\ndimensions: {{width: {W}, calib_size: 32, calib_clip_length: {W}}}\n"
     )
     space = load_space(space_file)
-    pipe = Pipeline(space, StageCache(tmp / f"cache-{name}"))
     cfg = TrialConfig(width=W, calib_size=32, calib_clip_length=W, calib_fill="repeat", calib_method=method)
-    # A sweep pays imports (torch.onnx, onnxruntime) and the worker start once: warm up on another
-    # configuration (no cache entry is shared with the measured trial), then measure a steady-state trial.
+    # A sweep pays imports (torch.onnx, onnxruntime) and the worker start once: warm up on the same configuration
+    # in a cache of its own (nothing of it is reused), then measure a steady-state trial on a cold cache.
+    warm = Pipeline(space, StageCache(tmp / f"warm-{name}"))
     t0 = time.monotonic()
-    cold = pipe.run(TrialConfig(prelu="relu", width=W, calib_size=32, calib_clip_length=W, calib_method=method))
+    cold = warm.run(cfg)
     cold_wall = time.monotonic() - t0
+    warm.close()
+    pipe = Pipeline(space, StageCache(tmp / f"cache-{name}"))
     t0 = time.monotonic()
     result = pipe.run(cfg)
     wall = time.monotonic() - t0
     pipe.close()
+    hits = [stage for stage, info in result.stages.items() if info["cached"]]
+    if hits:
+        raise SystemExit(f"{name}: the measured trial reused cache entries ({', '.join(hits)}): not a cold trial")
     trial_rss = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     if not result.ok:
         raise SystemExit(f"{name}: trial failed: {result.failure.signature}\n{result.failure.message}")
@@ -92,7 +101,7 @@ def bench(name: str, ckpt: Path, data: Path, method: str, tmp: Path) -> None:
     print(f"\n== {name}: W={W}, 32 calibration clips, 16 evaluation clips, {method} ==")
     for stage, info in result.stages.items():
         print(f"  {stage:<10} {info['seconds']:7.2f} s")
-    print(f"  {'trial wall':<10} {wall:7.2f} s   (first trial of the process, cold imports: {cold_wall:.2f} s, {cold.status})")
+    print(f"  {'trial wall':<10} {wall:7.2f} s   (no stage a cache hit; the warm-up trial, cold imports: {cold_wall:.2f} s, {cold.status})")
     print("  bare compute: " + ", ".join(f"{k} {v:.2f} s" for k, v in raw.items()) + f" = {unavoidable:.2f} s")
     print(f"  trial wall / unavoidable compute (calibration+quantization+inference): {wall / unavoidable:.2f}x")
     excl = wall - result.stages["export"]["seconds"]
@@ -102,6 +111,7 @@ def bench(name: str, ckpt: Path, data: Path, method: str, tmp: Path) -> None:
         f"  peak RSS during the trial (cumulative over this benchmark process): harness process {trial_rss[0]:.0f} MiB, "
         f"stage worker {trial_rss[1]:.0f} MiB"
     )
+    return wall / unavoidable
 
 
 def main() -> None:
@@ -113,6 +123,7 @@ def main() -> None:
         tmp = Path(t)
         data = tmp / "data"
         make_demo_dataset(data, seed=0, n_calib=32, calib_seconds=1.0, n_eval=16, eval_seconds=1.0)
+        ratios: dict[str, float] = {}
         for name in args.models.split(","):
             if name == "demo":
                 ckpt = ROOT / "assets" / "demo_convtasnet.pt"
@@ -125,7 +136,9 @@ def main() -> None:
                 torch.manual_seed(0)
                 ckpt = tmp / "paper.pt"
                 save_checkpoint(ConvTasNet4D(PAPER_CONFIG), ckpt)
-            bench(name, ckpt, data, args.method, tmp)
+            ratios[name] = bench(name, ckpt, data, args.method, tmp)
+    worst = max(ratios, key=lambda k: ratios[k])
+    print(f"trial wall / unavoidable compute ({worst}, worst of {', '.join(ratios)}): {ratios[worst]:.2f}x (aim <= 1.1x)")
 
 
 if __name__ == "__main__":

@@ -694,6 +694,8 @@ def run_sweep(
             raise
         try:
             _log_result(tracker, run_id, result)
+            tracker.end(run_id, "FAILED" if result.status == "failed" else "FINISHED")
+            tracker.flush()  # the run's records are in before the trial's fate is decided (background writes)
         except OSError as exc:  # a full or read-only artifact store: stop with one line, keep what is finished
             try:
                 with quiet_mlflow():
@@ -701,8 +703,9 @@ def run_sweep(
             except Exception:  # noqa: BLE001 - the store may refuse this too
                 pass
             _end_quietly(tracker, run_id, "FAILED")
+            with contextlib.suppress(Exception), quiet_mlflow():
+                tracker.flush()
             raise _artifact_error(f"artifact store of run {run_id}", exc) from None
-        tracker.end(run_id, "FAILED" if result.status == "failed" else "FINISHED")
         if result.status == "pruned":
             trial.set_user_attr("status", "pruned")
             summary.n_trials += 1

@@ -41,6 +41,8 @@ _MAX_PARAM = 500
 def quiet_mlflow(enabled: bool = True) -> Iterator[None]:
     """Silence MLflow's own error logging (a page of traceback per failed store call) for best-effort calls made
     after an error that is about to be shown in one line."""
+    import mlflow  # noqa: F401 - its import configures the "mlflow" logger: first, or it undoes the level set here
+
     logger = logging.getLogger("mlflow")
     level = logger.level
     if enabled:
@@ -251,7 +253,8 @@ class Tracker:
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
 
-                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hefsweep-tracker")
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=_THREAD)
+                _quiet_thread()
             self._pending.append(self._pool.submit(fn, *args))
 
     def flush(self) -> None:
@@ -323,7 +326,8 @@ class Tracker:
             HarnessError: the store is unreachable, locked or read-only.
         """
         try:
-            return self._parent_run(study, params, tags)
+            with quiet_mlflow():  # MLflow logs a page of traceback per store error; ours is the one line below
+                return self._parent_run(study, params, tags)
         except HarnessError:
             raise
         except Exception as exc:
@@ -463,6 +467,24 @@ class Tracker:
         self._later(self.client.set_terminated, run_id, status)
 
 
+_THREAD = "hefsweep-tracker"
+
+
+class _NotTrackerThread(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.threadName.startswith(_THREAD)
+
+
+def _quiet_thread() -> None:
+    """Drop MLflow's own error logging (a page of traceback per failed store call) from the tracker's thread: each
+    failure is raised by :meth:`Tracker.flush` and shown there, in one line or as a bug's traceback."""
+    import mlflow  # noqa: F401 - configures the "mlflow" logger's handlers
+
+    for handler in logging.getLogger("mlflow").handlers:
+        if not any(isinstance(f, _NotTrackerThread) for f in handler.filters):
+            handler.addFilter(_NotTrackerThread())
+
+
 def _wal(client: Any) -> None:
     """WAL journal + ``synchronous=NORMAL`` on a local sqlite MLflow store (see :class:`Tracker`)."""
     from sqlalchemy import event
@@ -477,6 +499,10 @@ def _wal(client: Any) -> None:
         try:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # a bounded WAL: checkpoint every 32 pages and truncate to 128 KiB, so the store needs little more free
+            # space than with a rollback journal (a nearly full disk fails on the artifact, not on the rows)
+            cur.execute("PRAGMA wal_autocheckpoint=32")
+            cur.execute("PRAGMA journal_size_limit=131072")
         except Exception:  # noqa: BLE001 - a read-only store: reads still work; writes fail with their own error
             pass
         finally:
