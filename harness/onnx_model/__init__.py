@@ -90,9 +90,11 @@ class OnnxModel:
         self.config = OnnxModelConfig(int(sample_rate), int(shape[1]), *config)
 
     def _ir(self) -> Any:
+        """A fresh ``ir.Model`` of the user's file (each conversion modifies its own copy)."""
+        import onnx
         import onnx_ir as ir
 
-        return ir.from_proto(__import__("onnx").ModelProto.FromString(self._bytes))
+        return ir.from_proto(onnx.ModelProto.FromString(self._bytes))
 
     def base(self, width: int) -> Any:
         """The model converted to the 4-D form at ``width`` (an ``ir.Model``; memoized, do not modify)."""
@@ -100,10 +102,10 @@ class OnnxModel:
             from harness.onnx_model._convert import ConversionError, to_4d
 
             try:
-                self._base = {width: to_4d(self._ir(), width)}
-            except (ConversionError, Exception) as exc:
+                self._base = {width: to_4d(self._ir(), width)}  # the last width only: a large model stays single
+            except Exception as exc:
                 if not isinstance(exc, ConversionError) and self.fixed_width in (None, width):
-                    raise  # a model that fails at its own width: a bug here, not the user's input
+                    raise  # shape inference failing at a width the model allows: a bug here, not the user's input
                 raise OnnxModelError(self.path, f"at width {width}: {_first_line(exc)}", self._width_expected()) from None
         return self._base[width][0]
 
