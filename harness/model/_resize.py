@@ -151,9 +151,7 @@ def _overlap(dst: Any, src: Any, n_src: int, source_major: bool) -> int:
     return int(dst[region].numel())
 
 
-def resize_model(
-    base: ConvTasNet4D, values: Mapping[str, int | None], seed: int = 0
-) -> Resized:
+def resize_model(base: ConvTasNet4D, values: Mapping[str, int | None], seed: int = 0) -> Resized:
     """The checkpoint model ``base`` resized to the capacity ``values`` (module docstring).
 
     Args:
