@@ -134,8 +134,10 @@ def _lift_conv(graph: ir.Graph, node: ir.Node) -> None:
     _set_attr(node, "kernel_shape", [1, int(weight.shape[-1])])
     for name in ("strides", "dilations"):
         _set_attr(node, name, [1, *(attr_ints(node, name) or [1])])
-    pads = attr_ints(node, "pads") or [0, 0]
-    _set_attr(node, "pads", [0, pads[0], 0, pads[1]])
+    auto_pad = node.attributes.get("auto_pad")
+    if auto_pad is None or auto_pad.value in ("NOTSET", b"NOTSET"):  # pads and auto_pad exclude each other
+        pads = attr_ints(node, "pads") or [0, 0]
+        _set_attr(node, "pads", [0, pads[0], 0, pads[1]])
     for name in ("output_padding", "output_shape"):
         old = attr_ints(node, name)
         if old is not None:
@@ -191,6 +193,8 @@ def _lift_node(graph: ir.Graph, node: ir.Node, rank: dict[str, int], lifted: set
         else:
             _set_attr(node, "axes", new)
     elif op in _AXIS:
+        if op == "Gather" and len(node.inputs[1].shape or ()) != 1:
+            raise ConversionError(f"node {node.name!r} (Gather): indices of rank != 1 change the rank; expected 1-D indices")
         attr = node.attributes.get("axis")
         axis = int(attr.value) if attr is not None else (1 if op in ("Concat",) else (-1 if "max" in op.lower() else 0))
         node.attributes["axis"] = ir.AttrInt64("axis", _mapped(axis, r_in))
@@ -214,6 +218,8 @@ def _lift_node(graph: ir.Graph, node: ir.Node, rank: dict[str, int], lifted: set
             raise ConversionError(f"node {node.name!r} (Pad): explicit axes {axes}; expected pads over all axes")
     elif op == "Slice":
         starts = const_array(node.inputs[1])
+        if starts is None:
+            raise ConversionError(f"node {node.name!r} (Slice): starts are not a constant")
         axes = _axes_input(node, 3)
         axes_list = list(range(len(starts))) if axes is None else [int(a) for a in axes]  # type: ignore[arg-type]
         new = np.array([_mapped(a, r_in) for a in axes_list], np.int64)
