@@ -468,12 +468,13 @@ class SearchSpace(BaseModel):
         Read options other than the defaults (``resample``, ``channel``, ``layout``, ``mix``) are hashed with them.
         File hashes are memoized per process (:func:`harness.cache.file_sha256`).
         """
+        from harness.audio._fingerprint import content_sha256
         from harness.cache import file_sha256
 
         return {
             "checkpoint": file_sha256(self.model_file),
-            "calibration": _calibration_sha256(self.data.calibration),
-            "evaluation": _evaluation_sha256(self.data.evaluation),
+            "calibration": content_sha256(self.data.calibration),
+            "evaluation": content_sha256(self.data.evaluation),
         }
 
     @property
@@ -486,76 +487,6 @@ class SearchSpace(BaseModel):
     def backend_spec(self) -> BackendSpec:
         """The picklable backend recipe for child processes."""
         return BackendSpec(self.backend, tuple(sorted(self.backend_options.items())))
-
-
-def _calibration_sha256(data: CalibrationData) -> str:
-    """The calibration data's content hash: a folder's as :func:`_audio_sha256`, an array file's bytes and key (a
-    missing file hashes as absent: validation reports it); non-default read options are folded in."""
-    import hashlib
-    import json
-
-    from harness.cache import file_sha256
-
-    if data.is_array:
-        doc: dict[str, Any] = {"file": file_sha256(data.path) if data.path.is_file() else None, "key": data.array_key}
-    else:
-        base = _audio_sha256(data.path, subfolders=False)
-        doc = {"audio": base}
-        if data.channel is None and not data.resample:
-            return base  # a plain folder: the hash studies were made with
-    doc.update({k: v for k, v in (("resample", data.resample), ("channel", data.channel)) if v not in (False, None)})
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
-def _evaluation_sha256(data: EvaluationData) -> str:
-    """The evaluation data's content hash: a plain folder's as :func:`_audio_sha256` over all its subfolders; a
-    LibriMix split's over its ``mix`` folder and ``s1/`` ... only; non-default read options are folded in."""
-    import hashlib
-    import json
-
-    if data.layout == "hefsweep" and data.channel is None and not data.resample:
-        return _audio_sha256(data.path, subfolders=True)
-    only = None
-    if data.layout == "librimix":
-        only = {data.mix_folder} | {p.name for p in _subfolders(data.path) if re.fullmatch(r"s\d+", p.name)}
-    doc = {
-        "audio": _audio_sha256(data.path, subfolders=True, only=only),
-        "layout": data.layout,
-        "mix": data.mix_folder,
-        "resample": data.resample,
-        "channel": data.channel,
-    }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
-def _subfolders(folder: Path) -> list[Path]:
-    try:
-        return [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _audio_sha256(folder: Path, *, subfolders: bool, only: set[str] | None = None) -> str:
-    """sha256 over the sorted (relative name, sha256) of a folder's audio files (and its subfolders', one level)."""
-    import hashlib
-    import json
-
-    from harness.audio._io import AUDIO_SUFFIXES
-    from harness.cache import file_sha256
-
-    def audio(d: Path) -> list[Path]:
-        try:
-            entries = list(d.iterdir())
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        return [e for e in entries if not e.name.startswith(".") and e.suffix.lower() in AUDIO_SUFFIXES and e.is_file()]
-
-    files = audio(folder) if only is None else []
-    if subfolders:
-        dirs = [d for d in _subfolders(folder) if only is None or d.name in only]
-        files += [f for d in dirs for f in audio(d)]
-    rows = sorted([f.relative_to(folder).as_posix(), file_sha256(f)] for f in files)
-    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
 
 
 def _err(path: Path, e: dict[str, Any]) -> ConfigError:

@@ -13,7 +13,8 @@ import soundfile as sf
 
 from harness.audio import CalibrationData, EvaluationData
 from harness.errors import ConfigError
-from harness.space import _audio_sha256, load_space
+from harness.audio._fingerprint import folder_sha256
+from harness.space import load_space
 
 
 def _space(tmp_path: Path, data: str) -> Path:
@@ -72,8 +73,8 @@ def test_fingerprint_hashes_what_is_read(tmp_path: Path) -> None:
             _wav(tmp_path / "lm" / folder / name, 10 * i + j)
     plain = load_space(_space(tmp_path, "  calibration: cal\n  evaluation: lm\n"))
     # a plain folder hashes as before this option existed (studies stay resumable)
-    assert plain.content_fingerprint()["calibration"] == _audio_sha256(tmp_path / "cal", subfolders=False)
-    assert plain.content_fingerprint()["evaluation"] == _audio_sha256(tmp_path / "lm", subfolders=True)
+    assert plain.content_fingerprint()["calibration"] == folder_sha256(tmp_path / "cal", subfolders=False)
+    assert plain.content_fingerprint()["evaluation"] == folder_sha256(tmp_path / "lm", subfolders=True)
     lm = load_space(_space(tmp_path, "  calibration: cal\n  evaluation: {path: lm, layout: librimix}\n"))
     before = lm.content_fingerprint()
     assert before["evaluation"] != plain.content_fingerprint()["evaluation"]
