@@ -45,7 +45,8 @@ class CalibrationSet:
             when no clip was filled, so that policies that change nothing give one set -- and one entry per
             clip, in selection order: ``file`` relative to the folder, ``sha256`` of the source file,
             ``source_samples``, ``offset``, ``clip_samples`` before the fill, ``fill`` applied; for an array file
-            also ``key`` (``.npz``) and ``row``, for a chosen channel ``channel``; ``resample: true`` at the top
+            also ``key`` (``.npz``) and ``row``, for a chosen channel ``channel``, for a resampled signal its
+            ``source_rate`` (offsets and lengths count samples at the model's rate); ``resample: true`` at the top
             when the data may be resampled).
             Treat it as read-only: ``key`` is derived from it.
         key: SHA-256 hex digest of the manifest's canonical JSON. It identifies the set by content
@@ -172,7 +173,7 @@ def build_calibration_set(
         clips.append(np.asarray(fitted, dtype=np.float32))
         entries.append(
             {
-                **_where(path, root),
+                **_where(path, root, sample_rate),
                 "sha256": digest,
                 "source_samples": int(audio.shape[0]),
                 "offset": offset,
@@ -249,18 +250,23 @@ def effective_policy(
     return policy if any(length < width for _, _, length in cuts) else None
 
 
-def _where(item: Path | Signal, root: Path) -> dict[str, Any]:
+def _where(item: Path | Signal, root: Path, sample_rate: int) -> dict[str, Any]:
     """Where a clip's signal is, for its manifest entry: ``file`` relative to the folder (an array file: its name,
-    ``key`` and ``row``; a chosen channel: ``channel``)."""
+    ``key`` and ``row``; a chosen channel: ``channel``; a resampled signal: its ``source_rate``, the offsets and
+    lengths being samples at the model's rate)."""
     if isinstance(item, Signal) and item.row is not None:
         out: dict[str, Any] = {"file": item.file.name, "row": item.row}
         if item.key is not None:
             out["key"] = item.key
-        return out
-    file = item.file if isinstance(item, Signal) else item
-    out = {"file": file.relative_to(root).as_posix()}
-    if isinstance(item, Signal) and item.channel is not None:
-        out["channel"] = item.channel
+        rate = load_array(item.file, item.key)[1]
+    else:
+        file = item.file if isinstance(item, Signal) else item
+        out = {"file": file.relative_to(root).as_posix()}
+        if isinstance(item, Signal) and item.channel is not None:
+            out["channel"] = item.channel
+        rate = sf.info(str(file)).samplerate if isinstance(item, Signal) and item.resample else None
+    if rate is not None and rate != sample_rate:
+        out["source_rate"] = int(rate)
     return out
 
 

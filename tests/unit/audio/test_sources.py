@@ -92,6 +92,10 @@ def test_npz_rate_differs_error_or_resample(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match=r"sample_rate 16000 Hz; expected 8000 Hz .* data.resample: true"):
         read_audio(list_audio(CalibrationData(NT))[0], 8000)
     x = read_audio(list_audio(CalibrationData(NT, resample=True))[0], 8000)
+    cs = build_calibration_set(CalibrationData(NT, resample=True), sample_rate=8000, width=8000, clip_length=None,
+                               policy="pad", size=2)  # fmt: skip
+    assert [(c["row"], c["source_rate"], c["source_samples"]) for c in cs.manifest["clips"]] == [(0, 16000, 8000),
+                                                                                                (1, 16000, 8000)]
     rows, _ = load_array(NT, "calib_data")
     np.testing.assert_allclose(x, soxr.resample(rows[0], 16000, 8000, quality="HQ"), atol=1e-6)
     assert x.shape == (8000,)
@@ -141,6 +145,12 @@ def test_wav_rate_resampled_only_when_asked(tmp_path: Path) -> None:
     assert np.corrcoef(y[mid], ideal[mid])[0, 1] > 0.999
     # a signal carries the option itself
     assert read_audio(Signal(f, resample=True), 16000).shape == (1600,)
+    # the manifest says the clip's offsets count samples at the model's rate, resampled from the file's
+    cs = build_calibration_set(CalibrationData(tmp_path, resample=True), sample_rate=16000, width=800, clip_length=800,
+                               policy="pad", size=2, min_clips=2)  # fmt: skip
+    assert [(c["file"], c["offset"], c["source_rate"]) for c in cs.manifest["clips"]] == [("a.wav", 0, 22050),
+                                                                                         ("a.wav", 800, 22050)]
+    np.testing.assert_array_equal(cs.data[1], y[800:1600])
 
 
 def test_stereo_refused_unless_a_channel_is_chosen(tmp_path: Path) -> None:
