@@ -106,12 +106,14 @@ class OnnxModel:
             except Exception as exc:
                 if not isinstance(exc, ConversionError) and self.fixed_width in (None, width):
                     raise  # shape inference failing at a width the model allows: a bug here, not the user's input
-                raise OnnxModelError(self.path, f"at width {width}: {_first_line(exc)}", self._width_expected()) from None
+                seen = f"at width {width}: {_first_line(exc)}"
+                raise OnnxModelError(self.path, seen, self._width_expected()) from None
         return self._base[width][0]
 
     def _width_expected(self) -> str:
         if self.fixed_width is not None:
-            return f"dimensions.width {self.fixed_width} (the model's fixed input width) or an ONNX with a dynamic time axis"
+            return (f"dimensions.width {self.fixed_width} (the model's fixed input width) or an ONNX with a dynamic "
+                    "time axis")
         return "a graph convertible to the 4-D form (see harness/onnx_model/_convert.py)"
 
     def check_widths(self, widths: list[int]) -> None:

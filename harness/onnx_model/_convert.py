@@ -28,7 +28,9 @@ import onnx_ir as ir
 
 from harness.onnx_model._graph import attr_ints, const, const_array, fold, infer_shapes, opset, static_shape
 
-__all__ = ["ConversionError", "at_width", "describe_input", "drop_transpose_pairs", "fold_source_batch", "free_width", "to_4d"]
+__all__ = [
+    "ConversionError", "at_width", "describe_input", "drop_transpose_pairs", "fold_source_batch", "free_width", "to_4d",
+]  # fmt: skip
 
 _UNARY = {
     "Relu", "Sigmoid", "Tanh", "Sqrt", "Exp", "Log", "Abs", "Neg", "Reciprocal", "Cast", "Identity", "Clip", "Erf",
@@ -194,7 +196,8 @@ def _lift_node(graph: ir.Graph, node: ir.Node, rank: dict[str, int], lifted: set
             _set_attr(node, "axes", new)
     elif op in _AXIS:
         if op == "Gather" and len(node.inputs[1].shape or ()) != 1:
-            raise ConversionError(f"node {node.name!r} (Gather): indices of rank != 1 change the rank; expected 1-D indices")
+            raise ConversionError(f"node {node.name!r} (Gather): indices of rank != 1 change the rank; expected 1-D "
+                                  "indices")  # fmt: skip
         attr = node.attributes.get("axis")
         axis = int(attr.value) if attr is not None else (1 if op in ("Concat",) else (-1 if "max" in op.lower() else 0))
         node.attributes["axis"] = ir.AttrInt64("axis", _mapped(axis, r_in))
@@ -337,7 +340,8 @@ def fold_source_batch(model: ir.Model) -> int:
         if dec_shape is None or _reshape_to(out) != [1, n_src * weight.shape[1], 1, dec_shape[-1]]:
             continue
         act.replace_input_with(0, first.inputs[0])
-        cat = ir.Node("", "Concat", [unsq.inputs[0]] * n_src, {"axis": ir.AttrInt64("axis", 1)}, name=f"{mul.name}_repeat")
+        axis = {"axis": ir.AttrInt64("axis", 1)}
+        cat = ir.Node("", "Concat", [unsq.inputs[0]] * n_src, axis, name=f"{mul.name}_repeat")
         graph.insert_before(mul, cat)
         mul.replace_input_with(list(mul.inputs).index(other), cat.outputs[0])
         dec.replace_input_with(0, mul.outputs[0])

@@ -11,6 +11,7 @@ import onnx_ir as ir
 __all__ = ["attr_ints", "const", "const_array", "fold", "infer_shapes", "opset", "run", "static_shape"]
 
 _ids = itertools.count()
+_RANDOM = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"}  # never folded
 
 
 def opset(model: ir.Model) -> int:
@@ -80,7 +81,8 @@ def _eval_node(node: ir.Node, arrays: list[np.ndarray | None]) -> list[np.ndarra
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", version)])
     feeds = {n: a for n, a in zip(names, arrays) if a is not None}
-    return [np.asarray(r) for r in ReferenceEvaluator(onnx.ModelProto.FromString(model.SerializeToString())).run(None, feeds)]
+    evaluator = ReferenceEvaluator(onnx.ModelProto.FromString(model.SerializeToString()))
+    return [np.asarray(r) for r in evaluator.run(None, feeds)]
 
 
 def fold(model: ir.Model) -> ir.Model:
@@ -98,7 +100,7 @@ def fold(model: ir.Model) -> ir.Model:
             arrays = [const_array(v) if v is not None else None for v in node.inputs]
             if any(v is not None and a is None for v, a in zip(node.inputs, arrays)) or not node.inputs:
                 continue
-            if node.op_type in ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"):
+            if node.op_type in _RANDOM:
                 continue
             results = _eval_node(node, arrays)
             for out, arr in zip(node.outputs, results):

@@ -101,6 +101,10 @@ def _gln_split(model: ir.Model) -> int:
     return count
 
 
+def _copy_attrs(node: ir.Node) -> list[ir.Attr]:
+    return [ir.Attr(a.name, a.type, a.value) for a in node.attributes.values()]
+
+
 def _group(node: ir.Node) -> int:
     attr = node.attributes.get("group")
     return 1 if attr is None else int(attr.value)
@@ -134,7 +138,8 @@ def _mask_per_source(model: ir.Model) -> int:
             e, n_src = rep
             weight = const_array(conv.inputs[1])
             bias = const_array(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] is not None else None
-            if weight is None or weight.shape[0] % n_src or (len(conv.inputs) > 2 and conv.inputs[2] is not None and bias is None):
+            has_bias = len(conv.inputs) > 2 and conv.inputs[2] is not None
+            if weight is None or weight.shape[0] % n_src or (has_bias and bias is None):
                 continue
             c = weight.shape[0] // n_src
             parts = []
@@ -142,10 +147,9 @@ def _mask_per_source(model: ir.Model) -> int:
                 inputs = [conv.inputs[0], const(graph, weight[s * c : (s + 1) * c], "mask_w")]
                 if bias is not None:
                     inputs.append(const(graph, bias[s * c : (s + 1) * c], "mask_b"))
-                conv_s = ir.Node("", "Conv", inputs, [ir.Attr(a.name, a.type, a.value) for a in conv.attributes.values()],
-                                 name=f"{conv.name}_src{s}")  # fmt: skip
-                act_s = ir.Node("", act.op_type, [conv_s.outputs[0], *act.inputs[1:]],
-                                [ir.Attr(a.name, a.type, a.value) for a in act.attributes.values()], name=f"{act.name}_src{s}")  # fmt: skip
+                conv_s = ir.Node("", "Conv", inputs, _copy_attrs(conv), name=f"{conv.name}_src{s}")
+                act_s = ir.Node("", act.op_type, [conv_s.outputs[0], *act.inputs[1:]], _copy_attrs(act),
+                                name=f"{act.name}_src{s}")  # fmt: skip
                 mul_s = ir.Node("", "Mul", [act_s.outputs[0], e], name=f"{mul.name}_src{s}")
                 for n in (conv_s, act_s, mul_s):
                     graph.insert_before(mul, n)
@@ -182,8 +186,9 @@ def _decoder_per_source(model: ir.Model) -> int:
                 all((static_shape(p) or [0, 0])[1] == c for p in src.inputs):  # fmt: skip
             parts = list(src.inputs)
         else:
-            split = ir.Node("", "Split", [x, const(graph, np.array([c] * groups, np.int64), "split")],
-                            {"axis": ir.AttrInt64("axis", 1)}, num_outputs=groups, name=f"{node.name}_split")  # fmt: skip
+            sizes = const(graph, np.array([c] * groups, np.int64), "split")
+            split = ir.Node("", "Split", [x, sizes], {"axis": ir.AttrInt64("axis", 1)}, num_outputs=groups,
+                            name=f"{node.name}_split")  # fmt: skip
             graph.insert_before(node, split)
             parts = list(split.outputs)
         attrs = [ir.Attr(a.name, a.type, a.value) for a in node.attributes.values() if a.name != "group"]
@@ -199,7 +204,8 @@ def _decoder_per_source(model: ir.Model) -> int:
         graph.insert_before(node, cat)
         node.outputs[0].replace_all_uses_with(cat.outputs[0], replace_graph_outputs=True)
         graph.remove(node, safe=True)
-        if src is not None and src.op_type == "Concat" and not src.outputs[0].uses() and not src.outputs[0].is_graph_output():
+        unused = src is not None and not src.outputs[0].uses() and not src.outputs[0].is_graph_output()
+        if unused and src.op_type == "Concat":
             graph.remove(src, safe=True)
         count += 1
     return count
