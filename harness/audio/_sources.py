@@ -195,7 +195,12 @@ def load_array(path: str | os.PathLike[str], key: str | None) -> tuple[np.ndarra
     layout: str | None = None
     try:
         loaded = np.load(p, allow_pickle=False)
-    except ValueError:  # no npy/npz magic: numpy would unpickle the bytes
+    except ValueError as exc:
+        if "Object arrays" in str(exc):  # an .npy of Python objects
+            raise AudioError(
+                p, "an object array (reading it would unpickle it)", "a numeric array; hefsweep never unpickles"
+            ) from None
+        # no npy/npz magic: numpy would unpickle the bytes
         raise AudioError(p, "not an .npy/.npz file", "an array file written by numpy.save/savez") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise AudioError(p, f"unreadable ({type(exc).__name__}: {exc})", "an array file written by numpy.save/savez") from None

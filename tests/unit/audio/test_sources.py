@@ -121,6 +121,9 @@ def test_npy_and_named_key_and_bad_arrays(tmp_path: Path) -> None:
     np.savez(tmp_path / "n.npz", calib_data=np.full((2, 100), np.nan, np.float32))
     with pytest.raises(AudioError, match=r"n.npz:calib_data\[0\]: 100 NaN/Inf samples"):
         read_audio(list_audio(CalibrationData(tmp_path / "n.npz"))[0], 1000)
+    np.save(tmp_path / "paths.npy", np.array(["a.wav", None], dtype=object), allow_pickle=True)
+    with pytest.raises(AudioError, match=r"paths.npy: an object array .*; expected a numeric array; hefsweep never"):
+        load_array(tmp_path / "paths.npy", None)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(AudioError, match="bad.npz: not an .npy/.npz file"):
         load_array(tmp_path / "bad.npz", "calib_data")
