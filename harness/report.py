@@ -701,6 +701,10 @@ def build_report(
     if feasible:
         b = max(feasible, key=lambda r: float(r.value or 0.0))
         best_txt = f" Best feasible: trial #{b.number}, si_snr_db {b.value:.2f} dB ({link(b.run_id)})."
+    if frontier and any(t.feasible for t in fronts):  # the objective is capacity: name the largest feasible model
+        big = max((t for t in fronts if t.feasible), key=lambda t: (t.values["capacity_macs"], -t.number))
+        best_txt = (f" Largest feasible model: trial #{big.number}, {big.describe()}, "
+                    f"{big.values['capacity_macs'] / 1e6:,.1f} MMAC per input ({link(big.run_id)}).{best_txt}")  # fmt: skip
     backend = parent.data.params.get("backend", "") if parent is not None else ""
     header = (
         f"<h1>hefsweep study <code>{html.escape(study_name)}</code></h1>"

@@ -108,6 +108,7 @@ override_sets:
     print(f"report: {time.monotonic() - start:.1f} s")
     page = report.path.read_text()
     assert '<section id="frontier">' in page and "plot-frontier" in report.plots
+    assert f"Largest feasible model: trial #{best.number}, N=" in page
     fig = page.split('id="plot-frontier"')[1].split("</script>")[0]
     assert '"name":"feasible (compiled)"' in fig and '"name":"infeasible (failed)"' in fig
     assert f'"name":"largest feasible: trial #{best.number}"' in fig
