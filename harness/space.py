@@ -13,7 +13,7 @@ Schema (every key optional unless marked; unknown keys are rejected)::
       calibration: ../data/demo/calib  # REQUIRED; folder of WAV/FLAC mixtures, or an .npz/.npy file of clips
                                        #   ({path: FILE.npz, key: calib_data} names the .npz array)
       evaluation: ../data/demo/eval    # REQUIRED; mixture/ (+ s1/, s2/ ...) folders, or a LibriMix split:
-                                       #   {path: DIR, layout: librimix, mix: mix_clean}  (mix_clean|mix_both|mix_single)
+                                       #   {path: DIR, layout: librimix, mix: mix_clean} (or mix_both, mix_single)
       eval_clips: 8                    # how many evaluation mixtures to score
       min_calibration_clips: 4         # fewer available clips is an input error
       resample: false                  # true: audio at another rate is resampled to the model's (soxr)

@@ -1,5 +1,6 @@
 """Evaluation sets: ``mixture/`` plus optional ``s1/``, ``s2/`` ... references, or a LibriMix split's own names
-(``mix_clean/`` | ``mix_both/`` | ``mix_single/``, ``s1/``, ``s2/``, ``noise/``; :class:`~harness.audio.EvaluationData`)."""
+(``mix_clean/`` | ``mix_both/`` | ``mix_single/``, ``s1/``, ``s2/``, ``noise/``;
+:class:`~harness.audio.EvaluationData`)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def load_eval_set(
     ``folder/s<n_src>/<name>.wav`` with the same file names (``.flac`` works too). An
     :class:`~harness.audio.EvaluationData` with ``layout="librimix"`` reads the mixtures from its ``mix`` folder
     (``mix_clean``, ``mix_both``, ``mix_single``) instead; ``noise/`` is not used, and ``mix_single`` (one speaker)
-    has the reference ``s1/`` for one-source models only. Its ``resample`` and ``channel`` apply to every file. Each signal is
+    has the reference ``s1/`` for one-source models only. Its ``resample`` and ``channel`` apply to every file.
+    Each signal is
     fitted to ``W`` with :func:`~harness.audio.fit_length` and policy ``"pad"`` (centre crop when
     longer, zeros appended when shorter); a mixture and its sources have the same length, so they
     get the same transform and stay aligned.

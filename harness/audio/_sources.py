@@ -168,6 +168,7 @@ def _check_channel(channel: int | None) -> None:
 _ARRAYS: dict[tuple[str, int, int, str | None], tuple[np.ndarray, int | None]] = {}
 _ARRAYS_LOCK = threading.Lock()
 _LAYOUTS = ("nt", "nhwc", "nchw")
+_WRITTEN_BY_NUMPY = "an array file written by numpy.save/savez"
 
 
 def load_array(path: str | os.PathLike[str], key: str | None) -> tuple[np.ndarray, int | None]:
@@ -203,7 +204,7 @@ def load_array(path: str | os.PathLike[str], key: str | None) -> tuple[np.ndarra
         # no npy/npz magic: numpy would unpickle the bytes
         raise AudioError(p, "not an .npy/.npz file", "an array file written by numpy.save/savez") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise AudioError(p, f"unreadable ({type(exc).__name__}: {exc})", "an array file written by numpy.save/savez") from None
+        raise AudioError(p, f"unreadable ({type(exc).__name__}: {exc})", _WRITTEN_BY_NUMPY) from None
     try:
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded as z:
@@ -233,7 +234,7 @@ def load_array(path: str | os.PathLike[str], key: str | None) -> tuple[np.ndarra
             ) from None
         raise AudioError(where, f"unreadable ({exc})", "an array file written by numpy.save/savez") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise AudioError(where, f"unreadable ({type(exc).__name__}: {exc})", "an array file written by numpy.save/savez") from None
+        raise AudioError(where, f"unreadable ({type(exc).__name__}: {exc})", _WRITTEN_BY_NUMPY) from None
     if not isinstance(raw, np.ndarray) or raw.dtype.kind != "f":
         dtype = getattr(raw, "dtype", type(raw).__name__)
         raise AudioError(where, f"dtype {dtype}", "float samples (float32 or float64, in [-1, 1])")

@@ -89,7 +89,8 @@ enqueue:
         # the separation metrics come from the LibriMix references (s1/, s2/)
         assert "orig_float_si_snri_db" in run.data.metrics and np.isfinite(run.data.metrics["si_snr_db"])
         local = client.download_artifacts(run.info.run_id, "metrics/per_clip.json", str(tmp_path))
-        assert [c["clip"] for c in json.loads(Path(local).read_text())] == sorted(p.name for p in split.glob("mix_both/*"))[:2]
+        mixtures = sorted(p.name for p in split.glob("mix_both/*"))
+        assert [c["clip"] for c in json.loads(Path(local).read_text())] == mixtures[:2]
         # the clips are the npz rows: 1600-sample halves repeated to W, or the whole 3200-sample rows
         assert all(c["clip_samples"] == (manifest["clip_length"] or 3200) for c in clips)
     assert seen_lengths == {1600, None}

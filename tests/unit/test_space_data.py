@@ -55,9 +55,12 @@ def test_mappings_and_inherited_options(tmp_path: Path) -> None:
         ("  calibration: c\n  evaluation: {path: e, layout: librimix, mix: mixture}\n",
          "key 'data.evaluation.mix': got 'mixture'; expected Input should be 'mix_clean', 'mix_both' or 'mix_single'"),
         ("  calibration: {path: c, keys: x}\n  evaluation: e\n", "key 'data.calibration.keys': unknown key"),
-        ("  calibration: c\n  evaluation: e\n  channel: -1\n", "key 'data.calibration': got {'channel': -1, 'path': 'c'}; expected channel null or a channel index >= 0, not -1"),
+        ("  calibration: c\n  evaluation: e\n  channel: -1\n",
+         "key 'data.calibration': got {'channel': -1, 'path': 'c'}; "
+         "expected channel null or a channel index >= 0, not -1"),
         ("  calibration: {path: c, key: x}\n  evaluation: e\n", "expected key only for an .npz file, not for 'c'"),
-        ("  calibration: c\n  evaluation: {path: e, mix: mix_clean}\n", "expected mix only with layout librimix, not with layout 'hefsweep'"),
+        ("  calibration: c\n  evaluation: {path: e, mix: mix_clean}\n",
+         "expected mix only with layout librimix, not with layout 'hefsweep'"),
     ],
 )  # fmt: skip
 def test_bad_data_is_one_line_naming_the_key(tmp_path: Path, data: str, message: str) -> None:

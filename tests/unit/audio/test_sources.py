@@ -109,7 +109,8 @@ def test_npy_and_named_key_and_bad_arrays(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_audio(sig[2], 1000), clips[2])
     np.savez(tmp_path / "k.npz", mine=clips)
     cs = build_calibration_set(
-        CalibrationData(tmp_path / "k.npz", key="mine"), sample_rate=1000, width=100, clip_length=None, policy="pad", size=3
+        CalibrationData(tmp_path / "k.npz", key="mine"), sample_rate=1000, width=100, clip_length=None, policy="pad",
+        size=3,
     )
     assert [(c["key"], c["row"]) for c in cs.manifest["clips"]] == [("mine", 0), ("mine", 1), ("mine", 2)]
     np.savez(tmp_path / "i.npz", calib_data=(clips * 1000).astype(np.int16))

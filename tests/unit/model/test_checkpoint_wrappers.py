@@ -99,7 +99,9 @@ def test_wrong_architectures_keep_one_line_errors(demo: dict[str, Any], tmp_path
     args, state = demo["model_args"], demo["state_dict"]
     other = {"masker.row_rnn.0.weight": torch.zeros(2), **{k: v for k, v in state.items() if "TCN" not in k}}
     cases = {
-        "dprnn.pth": ({"model": {**demo, "model_name": "DPRNNTasNet"}}, ["model_name 'DPRNNTasNet'; expected 'ConvTasNet'"]),
+        "dprnn.pth": (
+            {"model": {**demo, "model_name": "DPRNNTasNet"}}, ["model_name 'DPRNNTasNet'; expected 'ConvTasNet'"]
+        ),
         "rnn.ckpt": (
             {"state_dict": _prefixed(other, "model."), "training_config": _training_config(args)},
             ["state_dict is missing", "masker.TCN.0."],
