@@ -92,7 +92,12 @@ class _Display:
         self.capacity: float | None = None  # mode: frontier: the current trial's capacity_macs (the objective)
 
     def trial(self, number: int, cfg: TrialConfig) -> None:
-        p = cfg.to_dict()
+        from harness.space import ARCH_DIMS, DEPLOY_DEFAULTS
+
+        # the deployment-shape and capacity dimensions only when a trial sets them (monolithic, untiled, the
+        # checkpoint's size otherwise): the line stays readable
+        quiet = {**DEPLOY_DEFAULTS, **dict.fromkeys(ARCH_DIMS)}
+        p = {k: v for k, v in cfg.to_dict().items() if k not in quiet or v != quiet[k]}
         desc = " ".join(f"{k}={v}" for k, v in p.items())
         self.count += 1
         self.label = f"[{self.count}/{self.total} trial #{number}]"
