@@ -273,7 +273,7 @@ def test_pipeline_export_gates_exact_rewrites_against_the_original(
 ) -> None:
     from harness.pipeline import Pipeline, TrialConfig
 
-    pipe = Pipeline(SimpleNamespace(fidelity_gate_db=60.0), cache=None)  # type: ignore[arg-type]
+    pipe = Pipeline(SimpleNamespace(fidelity_gate_db=60.0, model=None), cache=None)  # type: ignore[arg-type]
     pipe._model = _model(tiny_config(encoder_activation="relu"))
     trial = TrialConfig(width=WIDTH, **cfg)
     meta = pipe._export(trial, SimpleNamespace(mixtures=mixture.numpy()[:, 0, 0, :]), tmp_path)
