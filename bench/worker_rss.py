@@ -6,6 +6,11 @@ evaluation clips, calibration clips of W samples filled by ``repeat``, on a cold
 (translate, optimize, compile, emulate, noise) writes its worker's own peak RSS (``VmHWM``, reset before each call)
 to ``resources.json``; this prints them per stage and the largest last.
 
+Measured (2 cores, 2026-12-01), cold worker / after trial_cost.py's warm-up trial in the same workers: before
+issue 14's fix 2.14 / 2.21 GiB (optimize 2.00 / 2.05: ORT's calibration session kept every activation alive;
+noise 2.14 / 2.21: 256 exposed tensors of 4 MB per session), after 1.36 / 1.40 GiB (optimize 0.24 / 0.28,
+noise 1.36 / 1.40); si_snr_db 18.9989 in all four.
+
 Usage: python bench/worker_rss.py [--method minmax] [--warmup]
 """
 
