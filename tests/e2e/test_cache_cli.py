@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.cache import CACHE_DIR_ENV, StageCache
-from harness.cache_cli import Cache
+from harness.cli.cache import Cache
 from harness.space import load_space
 from harness.sweep import run_sweep
 

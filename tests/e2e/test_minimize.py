@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.minimize_cli import Minimize
+from harness.cli.minimize import Minimize
 from harness.space import load_space
 from harness.sweep import run_sweep
 

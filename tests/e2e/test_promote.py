@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from harness import cli
-from harness.promote_cli import Promote, Pull
+from harness.cli.promote import Promote, Pull
 from harness.space import load_space
 from harness.sweep import run_sweep
 
@@ -72,7 +72,7 @@ def sweep(space: Path, root: Path, sets: tuple[str, ...], tracking_uri: str | No
 
 
 def hefsweep(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the console script with promote/pull registered (whether or not cli.py lists them yet)."""
+    """Run the console script with promote/pull registered (whether or not harness.cli lists them yet)."""
     capsys.readouterr()  # drop what the test itself printed
     names = {c.name for c in cli.COMMANDS}
     extra = tuple(c for c in (Promote, Pull) if c.name not in names)

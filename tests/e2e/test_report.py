@@ -30,10 +30,10 @@ COMBOS = [
 
 
 def cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    """``hefsweep`` with this module's commands registered (as harness/cli.py does once they are)."""
+    """``hefsweep`` with this module's commands registered (as harness/cli/__init__.py does once they are)."""
     from harness import cli as cli_mod
-    from harness.diff_cli import Diff
-    from harness.report_cli import Report
+    from harness.cli.diff import Diff
+    from harness.cli.report import Report
 
     mine = {Report.name, Diff.name}
     monkeypatch.setattr(cli_mod, "COMMANDS", (*(c for c in cli_mod.COMMANDS if c.name not in mine), Report, Diff))

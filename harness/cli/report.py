@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness._command import Command, store_options
+from harness.cli._command import Command, store_options
 from harness.errors import HarnessError
 
 __all__ = ["Report"]

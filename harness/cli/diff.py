@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness._command import Command, store_options
+from harness.cli._command import Command, store_options
 from harness.errors import HarnessError
 
 __all__ = ["DECOMPOSITION", "Diff", "decomposition_lines", "limited_by"]

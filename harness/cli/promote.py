@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from harness._command import Command, store_options
+from harness.cli._command import Command, store_options
 from harness.errors import HarnessError
 
 __all__ = ["Promote", "Pull"]

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from harness._command import Command
+from harness.cli._command import Command
 from harness.cache import LEFTOVER_AGE_S, CacheItem, StageCache, default_cache_root, folder_bytes
 from harness.errors import HarnessError
 
