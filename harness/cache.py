@@ -532,11 +532,16 @@ class StageCache:
         marker = None
         if self.inflight is not None and not holding():
             while marker is None:
-                marker = self.inflight.try_acquire(stage, key)
+                try:
+                    marker = self.inflight.try_acquire(stage, key)
+                except OSError as exc:  # the markers are best effort: the build below still publishes atomically
+                    log.debug("%s %s: no in-flight marker (%s)", stage, key[:12], exc)
+                    break
                 if marker is None:  # another worker builds it: its entry or failure record is ours too
                     found = self.inflight.wait(stage, key, lambda: self._ready(stage, key))
                     if found is not None:
                         return found  # type: ignore[no-any-return]
+        if marker is not None:
             try:
                 found = self._ready(stage, key)  # published between our miss and our marker
             except BaseException:

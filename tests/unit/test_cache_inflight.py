@@ -155,3 +155,9 @@ def test_dedupe_off_takes_no_marker(tmp_path: Path) -> None:
     _foreign_marker(tmp_path)
     cache = StageCache(tmp_path, dedupe=False)
     assert cache.build("s", "k", lambda d: {"x": 1}).meta["x"] == 1
+
+
+def test_a_marker_that_cannot_be_made_does_not_stop_the_build(tmp_path: Path) -> None:
+    (tmp_path / "locks").write_text("not a folder")  # markers cannot be created (as on a cache folder gone odd)
+    cache = StageCache(tmp_path)
+    assert cache.build("s", "k", lambda d: {"x": 1}).meta["x"] == 1
