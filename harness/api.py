@@ -67,7 +67,9 @@ class SweepResult:
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What :func:`export` wrote: the ONNX file, the substitutions that fired and the fidelity gate's figures."""
+    """What :func:`export` wrote: the ONNX file, the substitutions that fired and the fidelity gate's figures.
+
+    ``sample_rate`` is the checkpoint's (None when it records none: the fidelity probe was then 8 kHz speech)."""
 
     path: Path
     fired: tuple[str, ...]
@@ -75,6 +77,7 @@ class ExportResult:
     fidelity_max_abs_err: float
     opset: int
     op_counts: dict[str, int] = field(default_factory=dict)
+    sample_rate: int | None = None
 
 
 def _space(space: Any, backend: str | None) -> Any:
@@ -196,7 +199,7 @@ def export(
     return ExportResult(
         path=out, fired=tuple(fired), fidelity_si_snr_db=float(fid["fidelity_si_snr_db"]),
         fidelity_max_abs_err=float(fid["fidelity_max_abs_err"]), opset=int(written.opset),
-        op_counts=dict(written.op_counts),
+        op_counts=dict(written.op_counts), sample_rate=model.config.sample_rate,
     )  # fmt: skip
 
 

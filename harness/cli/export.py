@@ -1,4 +1,6 @@
-"""``hefsweep export``: one variant of a checkpoint (or an existing ONNX) to ONNX, gated on its fidelity."""
+"""``hefsweep export``: one variant of a checkpoint (or an existing ONNX) to ONNX, gated on its fidelity.
+
+A checkpoint goes through :func:`harness.api.export`; ``--onnx`` through :func:`harness.export.export_user_onnx`."""
 
 from __future__ import annotations
 
@@ -38,36 +40,19 @@ class Export(Command):
         p.add_argument("--out", type=Path, required=True, help="output .onnx")
 
     def run(self, args: argparse.Namespace) -> int:
-        import numpy as np
-
-        from harness.audio import speech_like
-        from harness.export import FidelityGateError, check_fidelity, export_onnx
-        from harness.model import load_checkpoint
-        from harness.substitutions import SubstitutionSpec, apply_substitutions
+        from harness.api import export
 
         if args.length < 256:
             raise HarnessError("--length", f"{args.length}", "an input length of at least 256 samples")
         if args.onnx is not None:
             return _export_onnx_model(args)
-        model = load_checkpoint(args.checkpoint)
-        sub, fired = apply_substitutions(model, SubstitutionSpec(prelu=args.prelu, norm=args.norm, clamp=args.clamp, gln_stats=args.gln_stats,
-                                                                   decoder=args.decoder, mask_mul=args.mask_mul))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        report = export_onnx(sub, args.length, args.out)
-        rng = np.random.default_rng(0)
-        # the fidelity probe's rate only shapes its spectrum: a checkpoint without one (asteroid allows None) is
-        # probed as 8 kHz speech (the export itself does not use the rate)
-        rate = model.config.sample_rate or 8000
-        probe = speech_like(rng, args.length, rate)[None, None, None, :].astype(np.float32)
-        try:
-            fid = check_fidelity(sub, args.out, probe, args.gate_db)
-        except FidelityGateError as exc:
-            raise HarnessError(args.out, str(exc), f"SI-SNR >= {args.gate_db:g} dB against torch") from None
-        print(f"wrote {args.out} (opset {report.opset}, {sum(report.op_counts.values())} nodes)")
-        print(f"substitutions fired: {', '.join(fired) or 'none'}")
-        unknown = "" if model.config.sample_rate else " (probe at 8000 Hz: the checkpoint has no sample_rate)"
-        print(f"fidelity: SI-SNR {fid['fidelity_si_snr_db']:.1f} dB, max abs error {fid['fidelity_max_abs_err']:.2e}{unknown}")
-        print("ops: " + ", ".join(f"{k} {v}" for k, v in report.op_counts.items()))
+        r = export(args.checkpoint, args.out, width=args.length, prelu=args.prelu, norm=args.norm, clamp=args.clamp,
+                   gln_stats=args.gln_stats, decoder=args.decoder, mask_mul=args.mask_mul, gate_db=args.gate_db)  # fmt: skip
+        print(f"wrote {r.path} (opset {r.opset}, {sum(r.op_counts.values())} nodes)")
+        print(f"substitutions fired: {', '.join(r.fired) or 'none'}")
+        unknown = "" if r.sample_rate else " (probe at 8000 Hz: the checkpoint has no sample_rate)"
+        print(f"fidelity: SI-SNR {r.fidelity_si_snr_db:.1f} dB, max abs error {r.fidelity_max_abs_err:.2e}{unknown}")
+        print("ops: " + ", ".join(f"{k} {v}" for k, v in r.op_counts.items()))
         return 0
 
 
