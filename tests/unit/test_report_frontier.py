@@ -11,7 +11,7 @@ import pytest
 from harness.errors import HarnessError
 from harness.feasibility import frontier_point
 from harness.model import capacity, resized_config
-from harness.report_frontier import FrontierTrial, frontier_axes, frontier_figure, frontier_table, is_frontier
+from harness.report._frontier import FrontierTrial, frontier_axes, frontier_figure, frontier_table, is_frontier
 from tests.support.models import tiny_config
 
 
