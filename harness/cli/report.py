@@ -1,4 +1,7 @@
-"""``hefsweep report --study NAME``: an HTML report of a study, logged to its parent MLflow run."""
+"""``hefsweep report --study NAME``: an HTML report of a study, logged to its parent MLflow run.
+
+It calls :func:`harness.report.build_report` (as :func:`harness.api.report` does) for the options the API
+leaves at their defaults: --ui-url, --boundary, --frontier, --no-log."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``hefsweep sweep`` and ``hefsweep worker``: run a study's trials (logic in :func:`harness.sweep.run_sweep`)."""
+"""``hefsweep sweep`` and ``hefsweep worker``: run a study's trials (logic in :func:`harness.sweep.run_sweep`).
+
+Both call ``run_sweep`` itself rather than :func:`harness.api.sweep`: a worker runs up to a study total
+(``total=``), which the API does not offer, and the API's extra lookup of every trial's run id is not printed."""
 
 from __future__ import annotations
 
