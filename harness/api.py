@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,19 +212,33 @@ def report(
     root: PathLike = "mlruns",
     out_dir: PathLike | None = None,
     top: int = 10,
+    boundary: Sequence[str] | None = None,
+    frontier: Sequence[str] | None = None,
+    ui_url: str = "http://127.0.0.1:5000",
+    log: bool = True,
 ) -> Any:
-    """Write a study's HTML report (``report.html``: history, feasibility, signatures, the loss decomposition ...)
-    and log it to the study's parent run, as ``hefsweep report`` does. Returns :class:`harness.report.ReportResult`
-    (``path`` is the HTML file)."""
+    """Write a study's HTML report (``report.html``: history, feasibility, signatures, the loss decomposition, the
+    capacity frontier of a ``mode: frontier`` study ...) and log it to the study's parent run (unless ``log`` is
+    False), as ``hefsweep report`` does. ``boundary``: the two parameters of the feasibility plot; ``frontier``: the
+    two capacity axes of the frontier plot; ``ui_url``: the MLflow UI the page links to. Returns
+    :class:`harness.report.ReportResult` (``path`` is the HTML file)."""
     from harness.report import build_report, default_report_dir
     from harness.sweep import default_storage
     from harness.tracking import default_tracking_uri
 
+    if top < 1:
+        raise HarnessError("top", str(top), "at least 1")
+    if boundary is not None and len(boundary) != 2:
+        raise HarnessError("boundary", ",".join(boundary), "two parameter names (X, Y)")
     root = Path(root)
     return build_report(
         study,
         storage=storage or default_storage(root),
         tracking_uri=tracking_uri or default_tracking_uri(root),
         out_dir=Path(out_dir) if out_dir is not None else default_report_dir(root, study),
+        ui_url=ui_url,
         top=top,
+        boundary=list(boundary) if boundary is not None else None,
+        log_to_parent=log,
+        frontier_axes=list(frontier) if frontier is not None else None,
     )

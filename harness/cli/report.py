@@ -1,7 +1,6 @@
 """``hefsweep report --study NAME``: an HTML report of a study, logged to its parent MLflow run.
 
-It calls :func:`harness.report.build_report` (as :func:`harness.api.report` does) for the options the API
-leaves at their defaults: --ui-url, --boundary, --frontier, --no-log."""
+A thin layer over :func:`harness.api.report`: it parses the options and prints the outcome."""
 
 from __future__ import annotations
 
@@ -43,9 +42,8 @@ class Report(Command):
         store_options(p)
 
     def run(self, args: argparse.Namespace) -> int:
-        from harness.report import build_report, default_report_dir, run_url
-        from harness.sweep import default_storage
-        from harness.tracking import default_tracking_uri
+        from harness.api import report
+        from harness.report import run_url
 
         if args.top < 1:
             raise HarnessError("--top", str(args.top), "at least 1")
@@ -55,16 +53,17 @@ class Report(Command):
             if len(boundary) != 2:
                 raise HarnessError("--boundary", args.boundary, "two parameter names separated by a comma (X,Y)")
         axes = [a.strip() for a in args.frontier.split(",") if a.strip()] if args.frontier else None
-        result = build_report(
+        result = report(
             args.study,
-            storage=args.storage or default_storage(args.root),
-            tracking_uri=args.tracking_uri or default_tracking_uri(args.root),
-            out_dir=args.out or default_report_dir(args.root, args.study),
+            storage=args.storage,
+            tracking_uri=args.tracking_uri,
+            root=args.root,
+            out_dir=args.out,
             ui_url=args.ui_url,
             top=args.top,
             boundary=boundary,
-            log_to_parent=not args.no_log,
-            frontier_axes=axes,
+            frontier=axes,
+            log=not args.no_log,
         )
         c = result.counts
         print(
