@@ -9,7 +9,7 @@ ignores thread settings): 2 workers get a core each, 4 workers share 2 cores.
 
 Duplicated work is counted from the stores: a stage built by a trial (its run's tag ``hefsweep.cached.<stage>`` is
 ``false``) more often than the cache holds entries of that stage was built twice for one key (the in-flight
-markers of :mod:`harness._inflight` make a second worker wait for the first one's entry instead).
+markers of :mod:`harness.cache._inflight` make a second worker wait for the first one's entry instead).
 
 Usage: python bench/scaling.py [--trials 24] [--workers 1,2,4]; no PostgreSQL server answering: it says so, exit 0.
 """

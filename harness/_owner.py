@@ -1,6 +1,6 @@
 """Processes as owners: who holds a trial or a cache marker, and whether that process is known to be gone.
 
-Shared by :mod:`harness._heartbeat` (trial owners) and :mod:`harness._inflight` (stage-cache markers); imports
+Shared by :mod:`harness._heartbeat` (trial owners) and :mod:`harness.cache._inflight` (stage-cache markers); imports
 nothing heavy.
 """
 

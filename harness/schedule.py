@@ -2,7 +2,7 @@
 
 Workers that share a study take its enqueued trials in order, so two workers start neighbouring trials at the same
 time. Neighbours that differ only in a late stage (the override set, the calibration method ...) need the same
-export, reference and translation: one worker builds them and the other waits for it (:mod:`harness._inflight`)
+export, reference and translation: one worker builds them and the other waits for it (:mod:`harness.cache._inflight`)
 instead of doing other work. :func:`spread` interleaves the groups of configurations that share their export, so
 that neighbours need different upstream entries where the list allows it; each group's own order is kept, so a
 group's later trials find its upstream entries published.

@@ -332,10 +332,10 @@ def test_a_message_classified_from_the_stage_log_is_cached(tmp_path: Path) -> No
 
 def test_a_record_the_table_no_longer_knows_is_not_replayed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure recorded before this rule (a harness bug cached as an outcome) is retried, and its record dropped."""
-    import harness.cache
+    import harness.cache._store
 
     cache = StageCache(tmp_path / "c")
-    monkeypatch.setattr(harness.cache, "unrecorded_reason", lambda *a, **k: None)  # what older versions recorded
+    monkeypatch.setattr(harness.cache._store, "unrecorded_reason", lambda *a, **k: None)  # what older versions recorded
     with pytest.raises(CachedBuildError):
         cache.build("optimize", "k", Counter(KeyError("scale")))
     assert cache.lookup_failure("optimize", "k") is not None

@@ -1,4 +1,4 @@
-"""harness/_inflight.py through StageCache.build: two workers needing one key build it once; a dead or silent
+"""harness/cache/_inflight.py through StageCache.build: two workers needing one key build it once; a dead or silent
 owner's marker is broken and the waiter builds."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness import _inflight
+from harness.cache import _inflight
 from harness.backends import OverrideTargetNotFound
 from harness.cache import CachedBuildError, StageCache
 
