@@ -165,7 +165,6 @@ def _retry_of(study: Any, trial: Any) -> int | None:
 
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
-
 _NO_SPACE_TEXT = ("database or disk is full", "disk i/o error", "readonly database", "read-only file system",
                   "no space left on device")  # fmt: skip
 

@@ -439,8 +439,8 @@ def test_unreachable_tracking_server(base: Base, record: Any) -> None:
 
 def test_locked_optuna_store_waits_bounded_then_one_line(base: Base, record: Any) -> None:
     """An EXCLUSIVE lock held on optuna.db for the whole command: the storage waits for the lock (sqlite busy
-    timeout 60 s in harness/sweep.py), then stops with one line, exit 1, nothing changed. Right for a store that
-    other workers lock for milliseconds at a time; see the next test for the wording."""
+    timeout 60 s in harness/sweep/_storage.py), then stops with one line, exit 1, nothing changed. Right for a
+    store that other workers lock for milliseconds at a time; see the next test for the wording."""
     bg = base.background["locked optuna.db"]
     r, after = bg.result()
     check("locked optuna.db", r, ["optuna.db"], bg.before, after, record, command="sweep")
