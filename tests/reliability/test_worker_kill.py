@@ -117,7 +117,9 @@ def test_sigkill_then_immediate_resume_leaves_nothing_running(
     run_sweep(space, trials=0, root=tmp_path / "mlruns", stream=io.StringIO())
     storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
 
-    victim = _worker(tmp_path, total=3, inject="optimize:sleep:2")
+    # a 5 s optimize: the poll below must see one trial done and the next running with its run id; under a full
+    # suite's load a 2 s window was sometimes missed (the victim finished all three trials unkilled)
+    victim = _worker(tmp_path, total=3, inject="optimize:sleep:5")
     deadline = time.monotonic() + 120
     killed = False
     while time.monotonic() < deadline and not killed:
