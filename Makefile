@@ -84,6 +84,10 @@ bench: $(STAMP) $(DEMO)
 	$(BIN)/python bench/scaling.py
 	$(BIN)/python bench/reliability.py
 	$(BIN)/python bench/search_efficiency.py
+	$(BIN)/python bench/dfc_passes.py
+	$(BIN)/python bench/tiling.py
+	$(BIN)/python bench/worker_rss.py
+	$(BIN)/python bench/peer_quark.py    # makes .venv-quark (amd-quark 0.13 and its pins) on first use
 
 ## Re-train the shipped demo checkpoint (about 10 minutes on 2 cores).
 train-demo: $(STAMP)
