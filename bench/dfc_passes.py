@@ -70,7 +70,7 @@ study: bench-dfc-passes
 checkpoint: {ckpt}
 backend: hailo
 backend_options: {{hw_arch: hailo8, net_name: convtas, layer_noise: disabled, python: {python}}}
-data: {{calibration: {root}/data/demo/calib, evaluation: {root}/data/demo/eval, eval_clips: 2}}
+data: {{calibration: {data}/calib, evaluation: {data}/eval, eval_clips: 2}}
 stage_timeout: 900
 layer_noise_clips: 0
 max_repairs: {max_repairs}
@@ -161,8 +161,19 @@ def make_checkpoint(model: str, tmp: Path) -> Path:
     return save_checkpoint(ConvTasNet4D(ConvTasNetConfig.from_model_args(NARROW)), tmp / "narrow.pt")
 
 
-def run_arm(model: str, arm: str, tmp: Path) -> dict[str, Any]:
-    """One seed-setup trial of ``model`` with ``arm``'s repair table, on a fresh stage cache."""
+def demo_data(data: Path | None = None) -> Path:
+    """The demo audio (``data/demo``, made there when missing, as ``make`` does)."""
+    from harness.audio import make_demo_dataset
+
+    data = data or ROOT / "data" / "demo"
+    if not (data / "calib").is_dir() or not (data / "eval").is_dir():
+        make_demo_dataset(data)
+    return data
+
+
+def run_arm(model: str, arm: str, tmp: Path, data: Path | None = None) -> dict[str, Any]:
+    """One seed-setup trial of ``model`` with ``arm``'s repair table, on a fresh stage cache (demo audio from
+    ``data``, default ``data/demo``)."""
     from harness.cache import StageCache
     from harness.pipeline import Pipeline, TrialConfig
     from harness.space import load_space
@@ -171,7 +182,7 @@ def run_arm(model: str, arm: str, tmp: Path) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     python = os.environ.get("HEFSWEEP_HAILO_PYTHON") or str(ROOT / ".venv-dfc" / "bin" / "python")
     space_file = work / "space.yaml"
-    space_file.write_text(SPACE.format(ckpt=make_checkpoint(model, work), python=python, root=ROOT,
+    space_file.write_text(SPACE.format(ckpt=make_checkpoint(model, work), python=python, data=demo_data(data),
                                        max_repairs="null" if arm == "hefsweep" else 50))  # fmt: skip
     space = load_space(space_file)
     dims = dict(space.dimension_items())
@@ -204,12 +215,14 @@ def run_arm(model: str, arm: str, tmp: Path) -> dict[str, Any]:
     }
 
 
-def bench(tmp: Path, models: tuple[str, ...] = MODELS, stream: Any = sys.stdout) -> list[dict[str, Any]]:
+def bench(
+    tmp: Path, models: tuple[str, ...] = MODELS, stream: Any = sys.stdout, data: Path | None = None
+) -> list[dict[str, Any]]:
     """Run every arm on every model; print the table and the figure line; return the rows."""
     rows = []
     for model in models:
         for arm in ARMS:
-            r = run_arm(model, arm, tmp)
+            r = run_arm(model, arm, tmp, data)
             rows.append(r)
             outcome = "HEF" if r["hef"] else f"no HEF ({r['signature']})"
             stream.write(

@@ -57,9 +57,9 @@ def test_the_one_layer_table_keeps_the_rules_and_drops_only_family_fixes() -> No
 
 
 @pytest.mark.slow
-def test_quick_run_counts_passes_and_prints_the_figure_last(dfc_python: Path, tmp_path: Path) -> None:
+def test_quick_run_counts_passes_and_prints_the_figure_last(dfc_python: Path, tmp_path: Path, demo_data_full: Path) -> None:
     out = io.StringIO()
-    rows = _bench().bench(tmp_path, ("narrow",), stream=out)
+    rows = _bench().bench(tmp_path, ("narrow",), stream=out, data=demo_data_full)  # not the checkout's data/
     by = {r["arm"]: r for r in rows}
     assert set(by) == {"hefsweep", "one-layer"}
     assert all(r["hef"] and r["optimize_passes"] >= 1 and r["compile_passes"] >= 1 for r in rows)
